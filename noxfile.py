@@ -1,0 +1,45 @@
+"""Development sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``bench``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The whole test suite, on asyncio and trio."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the package."""
+    session.install("-e", ".[test,bench]", "mypy")
+    session.run("mypy", "o2x")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks: ratios measured side by side in one run (see benchmarks/README.md)."""
+    session.install("-e", ".[test,bench]")
+    scripts = sorted(Path("benchmarks").glob("bench_*.py"))
+    if session.posargs:  # nox -s bench -- frames  runs benchmarks/bench_frames.py only
+        scripts = [s for s in scripts if s.stem.removeprefix("bench_") in session.posargs]
+    for script in scripts:
+        session.run("python", str(script))

@@ -1,0 +1,630 @@
+"""O2X wire format v1: encode and decode frames, and reassemble them from a byte stream.
+
+This is the only module that knows the byte layout (``docs/protocol.md``); a
+different mapping of the dongle's protocol replaces this module and nothing else.
+It is pure: no I/O, no clock. The decoder is on the hot path of every telemetry
+notification, so it is written for speed: precompiled structs, a C-implemented
+CRC, lookup tables instead of per-field branches, and tuple-based records.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from binascii import crc_hqx
+from collections.abc import Iterable
+from typing import Final, NamedTuple, TypeVar
+
+from .errors import (
+    BadCRC,
+    BadStartOfFrame,
+    FrameError,
+    TruncatedFrame,
+    UnknownFrameType,
+    UnsupportedVersion,
+    ValueOutOfRange,
+)
+from .model import (
+    _ALERTS_BY_MASK,
+    _VIN_RE,
+    Alerts,
+    BatteryState,
+    EventKind,
+    Gear,
+    ParkBrake,
+    SystemState,
+)
+
+__all__ = [
+    "MAX_FRAME_SIZE",
+    "MAX_PAYLOAD",
+    "SOF",
+    "VERSION",
+    "DecoderStats",
+    "EventFrame",
+    "Frame",
+    "FrameDecoder",
+    "FrameType",
+    "IdentityFrame",
+    "InfoFrame",
+    "crc16",
+    "decode_frame",
+    "encode",
+    "encode_event",
+    "encode_frame",
+    "encode_identity",
+    "encode_info",
+]
+
+SOF: Final = 0xA5
+VERSION: Final = 0x01
+MAX_PAYLOAD: Final = 240
+_HEADER_SIZE: Final = 5
+_OVERHEAD: Final = _HEADER_SIZE + 2  # header and CRC
+MAX_FRAME_SIZE: Final = _OVERHEAD + MAX_PAYLOAD
+INFO_PAYLOAD_SIZE: Final = 16
+_INFO_FRAME_SIZE: Final = _OVERHEAD + INFO_PAYLOAD_SIZE
+
+
+class FrameType(enum.IntEnum):
+    """The frame's type byte."""
+
+    INFO = 0x01
+    EVENT = 0x02
+    IDENTITY = 0x03
+
+
+def crc16(data: bytes | bytearray | memoryview) -> int:
+    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, not reflected, no final xor).
+
+    >>> hex(crc16(b"123456789"))
+    '0x29b1'
+    """
+    return crc_hqx(data, 0xFFFF)
+
+
+# --- records -------------------------------------------------------------------
+
+
+class InfoFrame(NamedTuple):
+    """An INFO frame: one telemetry reading.
+
+    Coded fields are enums; a code this library does not know decodes to the
+    enum's ``UNKNOWN`` member and stays readable in ``payload`` (see the
+    ``*_code`` properties). Measures the car does not report are ``None``.
+    """
+
+    seq: int
+    current_alert: Alerts
+    previous_alert: Alerts
+    battery_soc: int | None
+    """State of charge in percent, 0..100."""
+    system_state: SystemState
+    battery_state: BatteryState
+    remaining_autonomy: int | None
+    """Kilometres left."""
+    rnd: Gear
+    charge_delay: int | None
+    """Minutes until charging starts."""
+    park_brake_status: ParkBrake
+    total_odometer: float | None
+    """Kilometres, to 0.1 km."""
+    payload: bytes
+    """The payload as received, including any bytes a later format version adds."""
+
+    @property
+    def system_state_code(self) -> int:
+        """The raw ``system_state`` code, known or not."""
+        return self.payload[3]
+
+    @property
+    def battery_state_code(self) -> int:
+        """The raw ``battery_state`` code, known or not."""
+        return self.payload[4]
+
+    @property
+    def rnd_code(self) -> int:
+        """The raw ``rnd`` (gear) code, known or not."""
+        return self.payload[7]
+
+    @property
+    def park_brake_code(self) -> int:
+        """The raw ``park_brake_status`` code, known or not."""
+        return self.payload[10]
+
+
+class EventFrame(NamedTuple):
+    """An EVENT frame. ``kind`` is ``None`` for codes this library does not know."""
+
+    seq: int
+    code: int
+    kind: EventKind | None
+
+
+class IdentityFrame(NamedTuple):
+    """The IDENTITY frame served by the dongle: which vehicle it is installed in."""
+
+    seq: int
+    vin: str
+    firmware: tuple[int, int]
+    """Firmware version of the dongle as ``(major, minor)``."""
+
+
+Frame = InfoFrame | EventFrame | IdentityFrame
+
+
+_E = TypeVar("_E")
+
+
+# --- code tables ----------------------------------------------------------------
+# 256-entry tables turn every coded byte into its value with one index operation.
+
+
+def _table(known: Iterable[_E], unknown: _E) -> tuple[_E, ...]:
+    members = list(known)
+    return tuple(members[code] if code < len(members) else unknown for code in range(256))
+
+
+_SYSTEM_CODES: Final = (
+    SystemState.OFF,
+    SystemState.STANDBY,
+    SystemState.READY,
+    SystemState.CHARGING,
+    SystemState.FAULT,
+)
+_BATTERY_CODES: Final = (
+    BatteryState.BOOTLOADER,
+    BatteryState.INIT,
+    BatteryState.IDLE,
+    BatteryState.DISCHARGING,
+    BatteryState.CHARGING,
+    BatteryState.BALANCING,
+    BatteryState.FAULT,
+)
+_GEAR_CODES: Final = (Gear.NEUTRAL, Gear.DRIVE, Gear.REVERSE)
+_BRAKE_CODES: Final = (ParkBrake.RELEASED, ParkBrake.ACTIVATED)
+_EVENT_CODES: Final = {0x01: EventKind.CANT_CHARGE}
+
+_SYSTEM: Final = _table(_SYSTEM_CODES, SystemState.UNKNOWN)
+_BATTERY: Final = _table(_BATTERY_CODES, BatteryState.UNKNOWN)
+_GEAR: Final = _table(_GEAR_CODES, Gear.UNKNOWN)
+_BRAKE: Final = _table(_BRAKE_CODES, ParkBrake.UNKNOWN)
+
+_SOC_NOT_AVAILABLE: Final = 0xFF
+_OUT_OF_RANGE: Final = object()  # marks state-of-charge bytes 101..254
+_SOC: Final[tuple[int | object | None, ...]] = tuple(
+    code if code <= 100 else None if code == _SOC_NOT_AVAILABLE else _OUT_OF_RANGE
+    for code in range(256)
+)
+
+_U16_NONE: Final = 0xFFFF
+_U32_NONE: Final = 0xFFFFFFFF
+
+# Header (5 bytes) and the whole 16-byte INFO payload in one unpack; "x" skips
+# the reserved byte.
+_HEADER: Final = struct.Struct("<BBBBB")
+_INFO_FIELDS: Final = struct.Struct("<BBBBBHBHBIx")
+_INFO_FRAME: Final = struct.Struct("<BBBBB" + "BBBBBHBHBIx" + "H")
+_CRC: Final = struct.Struct("<H")
+
+_new_info = tuple.__new__
+
+
+def _decode_info_at(buf: bytes | bytearray | memoryview, pos: int) -> InfoFrame | None:
+    """Fast path: the common 16-byte INFO frame at ``buf[pos:pos + 23]``.
+
+    Returns ``None`` if anything about it is unusual (including errors); the
+    caller then takes the slow path, which says precisely what is wrong.
+    """
+    (sof, version, ftype, seq, length, cur, prev, soc, system, battery,
+     autonomy, gear, delay, brake, odometer, crc) = _INFO_FRAME.unpack_from(buf, pos)  # fmt: skip
+    if (
+        sof != SOF
+        or version != VERSION
+        or ftype != 1
+        or length != INFO_PAYLOAD_SIZE
+        or crc != crc_hqx(buf[pos + 1 : pos + 21], 0xFFFF)
+    ):
+        return None
+    soc_value = _SOC[soc]
+    if soc_value is _OUT_OF_RANGE:
+        return None
+    return _new_info(
+        InfoFrame,
+        (
+            seq,
+            _ALERTS_BY_MASK[cur],
+            _ALERTS_BY_MASK[prev],
+            soc_value,
+            _SYSTEM[system],
+            _BATTERY[battery],
+            None if autonomy == _U16_NONE else autonomy,
+            _GEAR[gear],
+            None if delay == _U16_NONE else delay,
+            _BRAKE[brake],
+            None if odometer == _U32_NONE else odometer / 10,
+            bytes(buf[pos + 5 : pos + 21]),
+        ),
+    )
+
+
+def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
+    """Decode exactly one complete frame.
+
+    Raises a :class:`~o2x.errors.FrameError` subclass saying what is wrong for any
+    byte string that is not one valid frame; never another exception.
+
+    >>> frame = decode_frame(encode_info(seq=7, battery_soc=80, system_state=SystemState.READY))
+    >>> frame.seq, frame.battery_soc, frame.system_state
+    (7, 80, <SystemState.READY: 'ready'>)
+    """
+    if len(data) == _INFO_FRAME_SIZE:
+        frame = _decode_info_at(data, 0)
+        if frame is not None:
+            return frame
+    return _decode_checked(data)
+
+
+def _decode_checked(data: bytes | bytearray | memoryview) -> Frame:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"decode_frame() takes bytes, not {type(data).__name__}")
+    data = bytes(data)
+    size = len(data)
+    if size < _OVERHEAD:
+        raise TruncatedFrame(f"{size} bytes cannot be a frame: the smallest frame has 7")
+    sof, version, ftype, seq, length = _HEADER.unpack_from(data)
+    if sof != SOF:
+        raise BadStartOfFrame(f"a frame starts with 0xA5, not 0x{sof:02X}")
+    if length > MAX_PAYLOAD:
+        raise ValueOutOfRange(f"payload length {length} is over the maximum of {MAX_PAYLOAD}")
+    expected = _OVERHEAD + length
+    if size < expected:
+        raise TruncatedFrame(f"frame declares {expected} bytes but only {size} arrived")
+    if size > expected:
+        raise FrameError(
+            f"{size - expected} bytes follow the end of the frame; "
+            "use FrameDecoder to split a byte stream into frames"
+        )
+    (crc,) = _CRC.unpack_from(data, expected - 2)
+    computed = crc_hqx(data[1 : expected - 2], 0xFFFF)
+    if crc != computed:
+        raise BadCRC(f"CRC mismatch: frame carries 0x{crc:04X}, contents give 0x{computed:04X}")
+    if version != VERSION:
+        raise UnsupportedVersion(
+            f"frame is wire-format version {version}; this library reads version {VERSION}"
+        )
+    payload = data[_HEADER_SIZE : expected - 2]
+    if ftype == FrameType.INFO:
+        return _decode_info_payload(seq, payload)
+    if ftype == FrameType.EVENT:
+        if not payload:
+            raise TruncatedFrame("EVENT frame has an empty payload; it needs a 1-byte code")
+        return EventFrame(seq, payload[0], _EVENT_CODES.get(payload[0]))
+    if ftype == FrameType.IDENTITY:
+        return _decode_identity_payload(seq, payload)
+    raise UnknownFrameType(f"unknown frame type 0x{ftype:02X} (known: 0x01, 0x02, 0x03)")
+
+
+def _decode_info_payload(seq: int, payload: bytes) -> InfoFrame:
+    if len(payload) < INFO_PAYLOAD_SIZE:
+        raise TruncatedFrame(
+            f"INFO payload has {len(payload)} bytes; it needs at least {INFO_PAYLOAD_SIZE}"
+        )
+    cur, prev, soc, system, battery, autonomy, gear, delay, brake, odometer = (
+        _INFO_FIELDS.unpack_from(payload)
+    )
+    soc_value = _SOC[soc]
+    if soc_value is _OUT_OF_RANGE:
+        raise ValueOutOfRange(f"battery_soc is {soc}: it must be 0..100, or 255 for unknown")
+    assert soc_value is None or isinstance(soc_value, int)
+    return InfoFrame(
+        seq,
+        _ALERTS_BY_MASK[cur],
+        _ALERTS_BY_MASK[prev],
+        soc_value,
+        _SYSTEM[system],
+        _BATTERY[battery],
+        None if autonomy == _U16_NONE else autonomy,
+        _GEAR[gear],
+        None if delay == _U16_NONE else delay,
+        _BRAKE[brake],
+        None if odometer == _U32_NONE else odometer / 10,
+        payload,
+    )
+
+
+def _decode_identity_payload(seq: int, payload: bytes) -> IdentityFrame:
+    if len(payload) < 19:
+        raise TruncatedFrame(
+            f"IDENTITY payload has {len(payload)} bytes; it needs 19 (VIN and firmware)"
+        )
+    raw_vin = payload[:17]
+    vin = raw_vin.decode("ascii", errors="replace")
+    if _VIN_RE.fullmatch(vin) is None:
+        raise ValueOutOfRange(f"IDENTITY frame carries {raw_vin!r}, which is not a VIN")
+    return IdentityFrame(seq, vin, (payload[17], payload[18]))
+
+
+# --- encoding --------------------------------------------------------------------
+
+
+def encode_frame(frame_type: int, payload: bytes, *, seq: int = 0, version: int = VERSION) -> bytes:
+    """Wrap ``payload`` in a frame: header, payload and CRC.
+
+    ``frame_type`` and ``version`` may be any byte, so tests can build frames this
+    library would reject.
+    """
+    if not 0 <= seq <= 0xFF:
+        raise ValueError(f"seq is one byte (0..255), not {seq}")
+    if not 0 <= frame_type <= 0xFF or not 0 <= version <= 0xFF:
+        raise ValueError("frame_type and version are single bytes (0..255)")
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError(f"a payload holds at most {MAX_PAYLOAD} bytes, not {len(payload)}")
+    body = _HEADER.pack(SOF, version, frame_type, seq, len(payload)) + payload
+    return body + _CRC.pack(crc_hqx(body[1:], 0xFFFF))
+
+
+def _code(value: enum.Enum | int, codes: tuple[enum.Enum, ...], field: str) -> int:
+    if isinstance(value, int) and not isinstance(value, enum.Enum):
+        if not 0 <= value <= 0xFF:
+            raise ValueError(f"{field} code is one byte (0..255), not {value}")
+        return value
+    try:
+        return codes.index(value)
+    except ValueError:
+        raise ValueError(
+            f"{field}={value!r} has no code on the wire; pass a raw int to send an unlisted code"
+        ) from None
+
+
+def _measure(value: int | None, limit: int, field: str) -> int:
+    if value is None:
+        return limit
+    if not 0 <= value < limit:
+        raise ValueError(f"{field} must be 0..{limit - 1} or None, not {value}")
+    return value
+
+
+def encode_info(
+    *,
+    seq: int = 0,
+    current_alert: Alerts | int = 0,
+    previous_alert: Alerts | int = 0,
+    battery_soc: int | None = None,
+    system_state: SystemState | int = SystemState.OFF,
+    battery_state: BatteryState | int = BatteryState.IDLE,
+    remaining_autonomy: int | None = None,
+    rnd: Gear | int = Gear.NEUTRAL,
+    charge_delay: int | None = None,
+    park_brake_status: ParkBrake | int = ParkBrake.ACTIVATED,
+    total_odometer: float | None = None,
+    extra: bytes = b"",
+) -> bytes:
+    """Encode an INFO frame. Enums take their wire codes; a raw ``int`` is sent as is.
+
+    ``extra`` is appended to the 16-byte payload, as a later format version might.
+
+    >>> len(encode_info(seq=1, battery_soc=42, total_odometer=1234.5))
+    23
+    """
+    cur = current_alert.mask if isinstance(current_alert, Alerts) else current_alert
+    prev = previous_alert.mask if isinstance(previous_alert, Alerts) else previous_alert
+    if not (0 <= cur <= 0xFF and 0 <= prev <= 0xFF):
+        raise ValueError("alert masks are 8 bits (0..255)")
+    if battery_soc is None:
+        soc = _SOC_NOT_AVAILABLE
+    elif 0 <= battery_soc <= 100:
+        soc = battery_soc
+    else:
+        raise ValueError(f"battery_soc must be 0..100 or None, not {battery_soc}")
+    if total_odometer is None:
+        odometer = _U32_NONE
+    else:
+        odometer = round(total_odometer * 10)
+        if not 0 <= odometer < _U32_NONE:
+            raise ValueError(f"total_odometer {total_odometer} km does not fit the wire format")
+    payload = _INFO_FIELDS.pack(
+        cur,
+        prev,
+        soc,
+        _code(system_state, _SYSTEM_CODES, "system_state"),
+        _code(battery_state, _BATTERY_CODES, "battery_state"),
+        _measure(remaining_autonomy, _U16_NONE, "remaining_autonomy"),
+        _code(rnd, _GEAR_CODES, "rnd"),
+        _measure(charge_delay, _U16_NONE, "charge_delay"),
+        _code(park_brake_status, _BRAKE_CODES, "park_brake_status"),
+        odometer,
+    )
+    return encode_frame(FrameType.INFO, payload + extra, seq=seq)
+
+
+def encode_event(event: EventKind | int, *, seq: int = 0) -> bytes:
+    """Encode an EVENT frame for ``event`` (an :class:`EventKind` or a raw code).
+
+    Only ``EventKind.CANT_CHARGE`` travels on the wire; ``DISCONNECTED`` is
+    something a receiver observes, not something a dongle can send.
+    """
+    if isinstance(event, EventKind):
+        codes = {kind: code for code, kind in _EVENT_CODES.items()}
+        if event not in codes:
+            raise ValueError(f"{event!r} is not sent by the dongle and has no wire code")
+        code = codes[event]
+    else:
+        code = event
+    if not 0 <= code <= 0xFF:
+        raise ValueError(f"an event code is one byte (0..255), not {code}")
+    return encode_frame(FrameType.EVENT, bytes((code,)), seq=seq)
+
+
+def encode_identity(vin: str, firmware: tuple[int, int] = (1, 0), *, seq: int = 0) -> bytes:
+    """Encode the IDENTITY frame a dongle serves for ``vin``."""
+    if _VIN_RE.fullmatch(vin) is None:
+        raise ValueError(f"{vin!r} is not a VIN (17 characters of [A-HJ-NPR-Z0-9])")
+    major, minor = firmware
+    if not (0 <= major <= 0xFF and 0 <= minor <= 0xFF):
+        raise ValueError("firmware (major, minor) are single bytes (0..255)")
+    return encode_frame(FrameType.IDENTITY, vin.encode("ascii") + bytes((major, minor)), seq=seq)
+
+
+def encode(frame: Frame) -> bytes:
+    """Encode a frame record back to bytes (``decode_frame(encode(f)) == f``)."""
+    if isinstance(frame, InfoFrame):
+        return encode_frame(FrameType.INFO, frame.payload, seq=frame.seq)
+    if isinstance(frame, EventFrame):
+        return encode_event(frame.code, seq=frame.seq)
+    return encode_identity(frame.vin, frame.firmware, seq=frame.seq)
+
+
+# --- streaming ----------------------------------------------------------------------
+
+
+class DecoderStats(NamedTuple):
+    """Counters of a :class:`FrameDecoder`, as a snapshot."""
+
+    frames: int
+    """Valid frames returned."""
+    crc_errors: int
+    """Candidate frames whose CRC did not match (the decoder resynchronised after each)."""
+    invalid_frames: int
+    """Frames with a correct CRC but content this library rejects (see ``last_error``)."""
+    bytes_discarded: int
+    """Bytes skipped as not belonging to any valid frame."""
+    seq_gaps: int
+    """Times a frame's sequence number was not the previous one plus one."""
+
+
+class FrameDecoder:
+    """Reassemble frames from a byte stream cut anywhere, as BLE notifications cut it.
+
+    >>> stream = encode_info(seq=1, battery_soc=50) + encode_event(EventKind.CANT_CHARGE, seq=2)
+    >>> decoder = FrameDecoder()
+    >>> decoder.feed(stream[:10])
+    []
+    >>> [type(f).__name__ for f in decoder.feed(stream[10:])]
+    ['InfoFrame', 'EventFrame']
+
+    Garbage is skipped and, after a CRC failure, the decoder resynchronises on the
+    next start-of-frame byte, so a corrupted frame never costs the intact frame that
+    follows it. The buffer never holds more than one frame's worth of bytes
+    (:data:`MAX_FRAME_SIZE`) between calls, and each byte received is examined a
+    bounded number of times, so no input can make memory or work grow faster than
+    the bytes received. ``feed`` never raises for any bytes.
+    """
+
+    __slots__ = (
+        "_buf",
+        "_bytes_discarded",
+        "_crc_errors",
+        "_frames",
+        "_invalid",
+        "_next_seq",
+        "_seq_gaps",
+        "last_error",
+    )
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._frames = 0
+        self._crc_errors = 0
+        self._invalid = 0
+        self._bytes_discarded = 0
+        self._seq_gaps = 0
+        self._next_seq = -1
+        #: The most recent :class:`FrameError` met while decoding, for diagnostics.
+        self.last_error: FrameError | None = None
+
+    @property
+    def stats(self) -> DecoderStats:
+        """A snapshot of the counters."""
+        return DecoderStats(
+            self._frames, self._crc_errors, self._invalid, self._bytes_discarded, self._seq_gaps
+        )
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held while waiting for the rest of a frame."""
+        return len(self._buf)
+
+    def feed(self, chunk: bytes | bytearray | memoryview) -> list[Frame]:
+        """Add ``chunk`` to the stream and return the frames it completes, in order."""
+        buf = self._buf
+        buf += chunk
+        end_of_data = len(buf)
+        out: list[Frame] = []
+        pos = 0
+        while end_of_data - pos >= _OVERHEAD:
+            if buf[pos] != SOF:
+                found = buf.find(SOF, pos)
+                if found < 0:
+                    self._bytes_discarded += end_of_data - pos
+                    pos = end_of_data
+                    break
+                self._bytes_discarded += found - pos
+                pos = found
+                if end_of_data - pos < _OVERHEAD:
+                    break
+            length = buf[pos + 4]
+            # A header that cannot start a v1 frame is skipped at once rather than
+            # waited on: noise would otherwise hold back the frames behind it.
+            if buf[pos + 1] != VERSION or not 1 <= buf[pos + 2] <= 3 or length > MAX_PAYLOAD:
+                self._bytes_discarded += 1
+                pos += 1
+                continue
+            frame_end = pos + _OVERHEAD + length
+            if frame_end > end_of_data:
+                break
+            frame: Frame | None = None
+            if length == INFO_PAYLOAD_SIZE:
+                frame = _decode_info_at(buf, pos)
+            if frame is None:
+                try:
+                    frame = _decode_checked(buf[pos:frame_end])
+                except BadCRC as exc:
+                    self._crc_errors += 1
+                    self._bytes_discarded += 1
+                    self.last_error = exc
+                    pos += 1
+                    continue
+                except FrameError as exc:
+                    self._invalid += 1
+                    self._bytes_discarded += frame_end - pos
+                    self.last_error = exc
+                    self._track_seq(buf[pos + 3])
+                    pos = frame_end
+                    continue
+            self._track_seq(frame[0])
+            out.append(frame)
+            pos = frame_end
+        if pos:
+            del buf[:pos]
+        self._frames += len(out)
+        return out
+
+    def _track_seq(self, seq: int) -> None:
+        if self._next_seq >= 0 and seq != self._next_seq:
+            self._seq_gaps += 1
+        self._next_seq = (seq + 1) & 0xFF
+
+    def flush(self) -> list[Frame]:
+        """End of stream: give up on any partial frame and return what can still be found.
+
+        A start-of-frame byte inside noise can make the decoder wait for a frame
+        that will never complete; at the end of a stream (a disconnection), the
+        bytes behind it are searched for intact frames instead.
+        """
+        out: list[Frame] = []
+        while self._buf:
+            self._bytes_discarded += 1
+            rest = bytes(self._buf[1:])
+            self._buf.clear()
+            out += self.feed(rest)
+        return out
+
+    def reset(self) -> None:
+        """Forget buffered bytes and the expected sequence number (for a new connection).
+
+        The counters are kept.
+        """
+        self._bytes_discarded += len(self._buf)
+        self._buf.clear()
+        self._next_seq = -1
