@@ -1,0 +1,650 @@
+"""A simulated car with an O2X dongle: a Bumble peripheral serving the O2X profile.
+
+It advertises and serves the profile exactly as a dongle does, streams INFO frames
+from a :class:`~o2x.sim.model.VehicleModel`, and offers fault injection and a
+ground-truth log for tests to compare with what the library reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+import attrs
+from bumble import att, gatt, hci
+
+from .._aio import AsyncioPortal
+from ..frames import encode_event, encode_identity, encode_info
+from ..model import EventKind, VehicleStatus, derive_status, normalize_vin
+from ..profile import (
+    COMPANY_ID,
+    IDENTITY_UUID,
+    SERVICE_UUID,
+    TELEMETRY_UUID,
+    local_name_for,
+    manufacturer_data_for,
+)
+from ._portal import call_async, call_sync
+from ._stack import (
+    AD_COMPLETE_NAME,
+    AD_COMPLETE_UUID128,
+    AD_FLAGS,
+    AD_MANUFACTURER,
+    AD_TX_POWER,
+    FLAGS_LE_ONLY_GENERAL,
+    Air,
+    SimController,
+    address_for,
+    build_ad,
+    make_device,
+    uuid128_le,
+)
+from .model import InfoValues, Phase, VehicleModel
+
+__all__ = ["Fault", "LogKind", "LogRecord", "SimulatedVehicle"]
+
+# Reasons the dongle gives when it ends a link (HCI error codes).
+_REASON_USER: Final = hci.HCI_ErrorCode.REMOTE_USER_TERMINATED_CONNECTION_ERROR
+_REASON_OUT_OF_RANGE: Final = hci.HCI_ErrorCode.CONNECTION_TIMEOUT_ERROR
+_REASON_POWER_OFF: Final = (
+    hci.HCI_ErrorCode.REMOTE_DEVICE_TERMINATED_CONNECTION_DUE_TO_POWER_OFF_ERROR
+)
+_HEADER_SIZE: Final = 5  # start, version, type, seq, length: bits after it are fair game
+
+
+class LogKind(enum.StrEnum):
+    """What a :class:`LogRecord` is about."""
+
+    STATUS = "status"
+    """The status derived from the values sent changed (or was sent for the first time)."""
+    EVENT = "event"
+    """An EVENT frame was sent intact."""
+    FAULT = "fault"
+    """A fault was injected, or applied to a frame."""
+
+
+class Fault(enum.StrEnum):
+    """The faults a :class:`SimulatedVehicle` can be told to commit."""
+
+    DROP_LINK = "drop_link"
+    GO_SILENT = "go_silent"
+    CORRUPT_NEXT = "corrupt_next"
+    CORRUPTED_FRAME = "corrupted_frame"
+    """One frame was sent with a flipped bit (one record per frame, with its ``seq``)."""
+    OUT_OF_RANGE = "out_of_range"
+    BACK_IN_RANGE = "back_in_range"
+    NOTIFICATION_SIZE = "notification_size"
+
+
+@attrs.frozen
+class LogRecord:
+    """One entry of a vehicle's ground-truth log.
+
+    ``at`` is :func:`time.monotonic` when it happened. ``STATUS`` records carry
+    ``status``, ``previous_status`` and the ``seq`` of the INFO frame; ``EVENT``
+    records ``event`` (``None`` for a raw code, see ``details["code"]``) and ``seq``;
+    ``FAULT`` records ``fault`` and, for frames, ``seq``. Frames are logged only when
+    they were sent, and STATUS / EVENT only when sent intact: the log is what a
+    perfect receiver would have decoded.
+    """
+
+    kind: LogKind
+    at: float
+    status: VehicleStatus | None = None
+    previous_status: VehicleStatus | None = None
+    event: EventKind | None = None
+    fault: Fault | None = None
+    seq: int | None = None
+    details: Mapping[str, object] = attrs.field(factory=dict)
+
+
+class SimulatedVehicle:
+    """A car with an O2X dongle, as a Bumble peripheral on a :class:`~o2x.sim.VirtualRadio`.
+
+    It advertises (manufacturer data ``0xFFFF`` = profile version + VIN; scan
+    response ``O2X-`` + last six VIN characters and the O2X service UUID), serves
+    the identity characteristic, and while a central is subscribed to telemetry
+    sends an INFO frame ``rate_hz`` times per second, each advancing the model by
+    ``time_scale / rate_hz`` model seconds. Every control method is a coroutine
+    that can be awaited from asyncio or trio::
+
+        vehicle = SimulatedVehicle("VR7ABCDEF12345678", seed=3)
+        await radio.add(vehicle)
+        await vehicle.set(system_state=SystemState.READY, rnd=Gear.DRIVE,
+                          park_brake_status=ParkBrake.RELEASED, battery_soc=80)
+        await vehicle.emit_event(EventKind.CANT_CHARGE)
+        await vehicle.corrupt_next(2)
+        await vehicle.drop_link()
+
+    The frame stream is cut into notifications of the notification size (by
+    default the link's MTU - 3) like a UART-to-BLE bridge does: full notifications
+    go out at once, a shorter tail waits up to ``flush_timeout`` seconds for the next
+    frame, so a notification may hold the end of one frame and the start of the next.
+    """
+
+    def __init__(
+        self,
+        vin: str,
+        *,
+        seed: int = 0,
+        rate_hz: float = 10.0,
+        time_scale: float = 1.0,
+        autopilot: bool = False,
+        battery_soc: float = 80.0,
+        total_odometer: float = 1234.5,
+        firmware: tuple[int, int] = (1, 0),
+        rssi: int = -60,
+        tx_power: int = 0,
+        flush_timeout: float = 0.01,
+    ) -> None:
+        if rate_hz <= 0:
+            raise ValueError(f"rate_hz must be positive, not {rate_hz}")
+        if time_scale < 0:
+            raise ValueError(f"time_scale cannot be negative, not {time_scale}")
+        if not -127 <= rssi <= 20 or not -127 <= tx_power <= 127:
+            raise ValueError("rssi is -127..20 dBm and tx_power -127..127 dBm")
+        if flush_timeout < 0:
+            raise ValueError(f"flush_timeout cannot be negative, not {flush_timeout}")
+        self.vin: Final = normalize_vin(vin)
+        self.seed: Final = seed
+        self.rate_hz: Final = rate_hz
+        self.time_scale: Final = time_scale
+        self.firmware: Final = firmware
+        #: The model the frames come from (read it, or drive it through the methods here).
+        self.model: Final = VehicleModel(
+            seed=seed,
+            autopilot=autopilot,
+            battery_soc=battery_soc,
+            total_odometer=total_odometer,
+        )
+        #: Bluetooth address of the dongle (random static, derived from the VIN).
+        self.address: Final = address_for(self.vin)
+        #: The local name in the scan response.
+        self.local_name: Final = local_name_for(self.vin)
+        self.flush_timeout = flush_timeout
+        self._rssi = rssi
+        self._tx_power = tx_power
+        self._identity: Final = encode_identity(self.vin, firmware)
+        self._fault_rng = random.Random(f"faults:{seed}")
+
+        self._log: list[LogRecord] = []
+        self._seq = -1
+        self._frames_sent = 0
+        self._notifications_sent = 0
+        self._last_status: VehicleStatus | None = None
+        self._advertising_wanted = True
+        self._silent_until = 0.0
+        self._corrupt_pending = 0
+        self._notification_size: int | None = None
+
+        # Set while attached to a radio (all of it lives on the radio's loop).
+        self._portal: AsyncioPortal | None = None
+        self._air: Air | None = None
+        self._controller: SimController | None = None
+        self._device: Any = None
+        self._telemetry: Any = None
+        self._connection: Any = None
+        self._subscribed = False
+        self._tx = bytearray()
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._advertising_lock: asyncio.Lock | None = None
+        self._link_changed: asyncio.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"<SimulatedVehicle {self.vin} at {self.address}>"
+
+    # --- state, read from anywhere -----------------------------------------------------
+
+    @property
+    def log(self) -> list[LogRecord]:
+        """A copy of the ground-truth log, oldest first."""
+        return list(self._log)
+
+    @property
+    def attached(self) -> bool:
+        """Whether the vehicle is on a radio."""
+        return self._air is not None
+
+    @property
+    def connected(self) -> bool:
+        """Whether a central is connected to the dongle."""
+        return self._connection is not None
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether the connected central has notifications on for telemetry."""
+        return self._subscribed
+
+    @property
+    def advertising(self) -> bool:
+        """Whether the dongle is in range (it advertises whenever it is not connected)."""
+        return self._advertising_wanted
+
+    @property
+    def phase(self) -> Phase:
+        """The model's phase."""
+        return self.model.phase
+
+    @property
+    def info(self) -> InfoValues:
+        """The INFO values the car would send now."""
+        return self.model.snapshot()
+
+    @property
+    def frames_sent(self) -> int:
+        """INFO and EVENT frames sent on the telemetry stream (intact or not)."""
+        return self._frames_sent
+
+    @property
+    def notifications_sent(self) -> int:
+        """Telemetry notifications sent."""
+        return self._notifications_sent
+
+    @property
+    def last_seq(self) -> int | None:
+        """Sequence number of the last frame sent, or ``None`` before the first."""
+        return None if self._seq < 0 else self._seq
+
+    @property
+    def notification_size(self) -> int | None:
+        """Bytes per notification as set, or ``None`` for the link's MTU - 3."""
+        return self._notification_size
+
+    # --- control --------------------------------------------------------------------
+
+    async def set(self, **fields: Any) -> None:
+        """Set INFO fields (``battery_soc=80``, ``rnd=Gear.DRIVE``...) and send a frame now.
+
+        Takes the names of the INFO frame's fields; values evolve from there as the
+        phase they imply goes on. See :meth:`VehicleModel.apply
+        <o2x.sim.model.VehicleModel.apply>` for ``None`` and the alert masks.
+        Asking to charge with the parking brake released sends ``CANT_CHARGE``
+        and does not charge.
+        """
+        await call_sync(self._portal, self._apply, fields)
+
+    async def drive(self) -> None:
+        """Switch on, release the parking brake, select drive; send a frame now."""
+        await call_sync(self._portal, self._phase_change, Phase.DRIVING, None)
+
+    async def park(self) -> None:
+        """Stop, apply the parking brake, switch off; send a frame now."""
+        await call_sync(self._portal, self._phase_change, Phase.PARKED, None)
+
+    async def charge(self, delay_minutes: float | None = None) -> None:
+        """Plug in; charging starts after ``delay_minutes`` (drawn from the seed if omitted).
+
+        With the parking brake released the car sends ``CANT_CHARGE`` instead.
+        """
+        await call_sync(self._portal, self._phase_change, Phase.CHARGING, delay_minutes)
+
+    async def emit_event(self, event: EventKind | int) -> bool:
+        """Send an EVENT frame now; returns whether it was sent (a central listening)."""
+        encode_event(event)  # refuse what has no wire code before going anywhere
+        return await call_sync(self._portal, self._send_event, event)
+
+    async def drop_link(self) -> bool:
+        """End the connection from the dongle's side; returns whether there was one.
+
+        The dongle advertises again right after (if in range).
+        """
+        return await call_async(self._portal, self._drop_link)
+
+    async def go_silent(self, seconds: float) -> None:
+        """Stay connected but send no notification for ``seconds`` (wall-clock) seconds.
+
+        Frames are not generated meanwhile (sequence numbers do not advance); the
+        model goes on.
+        """
+        if seconds < 0:
+            raise ValueError(f"seconds cannot be negative, not {seconds}")
+        await call_sync(self._portal, self._go_silent, seconds)
+
+    async def corrupt_next(self, n: int = 1) -> None:
+        """Flip one bit in each of the next ``n`` frames sent, so that their CRC fails.
+
+        The bit is drawn (from the seed) among the payload and CRC bytes, so the
+        frame's header still frames it correctly.
+        """
+        if n < 0:
+            raise ValueError(f"n cannot be negative, not {n}")
+        await call_sync(self._portal, self._corrupt_next, n)
+
+    async def advertise(self, enabled: bool) -> None:
+        """Come in range (``True``) or go out of range (``False``).
+
+        Out of range, the dongle stops advertising, drops its connection as a
+        supervision timeout would (reason 0x08) and refuses new ones.
+        """
+        await call_async(self._portal, self._set_in_range, enabled)
+
+    async def set_notification_size(self, size: int | None) -> None:
+        """Bytes per telemetry notification; ``None`` for the link's MTU - 3 (the default).
+
+        A size larger than the MTU allows is capped to MTU - 3 when sending.
+        """
+        if size is not None and size < 1:
+            raise ValueError(f"a notification holds at least 1 byte, not {size}")
+        await call_sync(self._portal, self._set_notification_size, size)
+
+    async def wait_subscribed(self) -> None:
+        """Wait until a central has subscribed to telemetry (wrap in a timeout)."""
+        await call_async(self._portal, self._wait_link, True)
+
+    async def wait_disconnected(self) -> None:
+        """Wait until no central is connected (wrap in a timeout)."""
+        await call_async(self._portal, self._wait_link, False)
+
+    # --- implementation: everything below runs on the radio's loop --------------------
+
+    def _record(self, kind: LogKind, **fields: Any) -> None:
+        self._log.append(LogRecord(kind, time.monotonic(), **fields))
+
+    def _fault(self, fault: Fault, seq: int | None = None, **details: object) -> None:
+        self._record(LogKind.FAULT, fault=fault, seq=seq, details=details)
+
+    def _apply(self, fields: dict[str, Any]) -> None:
+        self.model.apply(**fields)
+        self._send_current()
+
+    def _phase_change(self, phase: Phase, delay_minutes: float | None) -> None:
+        if phase is Phase.DRIVING:
+            self.model.drive()
+        elif phase is Phase.PARKED:
+            self.model.park()
+        else:
+            self.model.charge(delay_minutes)
+        self._send_current()
+
+    def _send_current(self) -> None:
+        for event in self.model.drain_events():
+            self._send_event(event)
+        self._send_info(self.model.snapshot())
+
+    def _tick(self, dt: float) -> None:
+        values = self.model.step(dt)
+        for event in self.model.drain_events():
+            self._send_event(event)
+        self._send_info(values)
+
+    def _stream_open(self) -> bool:
+        return (
+            self._connection is not None
+            and self._subscribed
+            and time.monotonic() >= self._silent_until
+        )
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) & 0xFF
+        return self._seq
+
+    def _maybe_corrupt(self, frame: bytes, seq: int, what: str) -> tuple[bytes, bool]:
+        if self._corrupt_pending <= 0:
+            return frame, True
+        self._corrupt_pending -= 1
+        bit = self._fault_rng.randrange(_HEADER_SIZE * 8, len(frame) * 8)
+        damaged = bytearray(frame)
+        damaged[bit // 8] ^= 1 << (bit % 8)
+        self._fault(Fault.CORRUPTED_FRAME, seq, frame=what, bit=bit)
+        return bytes(damaged), False
+
+    def _send_info(self, values: InfoValues) -> None:
+        if not self._stream_open():
+            return
+        seq = self._next_seq()
+        frame, intact = self._maybe_corrupt(encode_info(seq=seq, **values.as_kwargs()), seq, "info")
+        self._queue(frame)
+        if intact:
+            status = derive_status(values.system_state, values.rnd)
+            if status is not self._last_status:
+                self._record(
+                    LogKind.STATUS, status=status, previous_status=self._last_status, seq=seq
+                )
+                self._last_status = status
+
+    def _send_event(self, event: EventKind | int) -> bool:
+        if not self._stream_open():
+            return False
+        seq = self._next_seq()
+        frame, intact = self._maybe_corrupt(encode_event(event, seq=seq), seq, "event")
+        self._queue(frame)
+        if intact:
+            kind = event if isinstance(event, EventKind) else None
+            code = frame[_HEADER_SIZE]
+            self._record(LogKind.EVENT, event=kind, seq=seq, details={"code": code})
+        return True
+
+    # --- the byte stream ------------------------------------------------------------------
+
+    def _chunk_size(self) -> int:
+        mtu = int(self._connection.att_mtu) if self._connection is not None else 23
+        limit = mtu - 3
+        return limit if self._notification_size is None else min(self._notification_size, limit)
+
+    def _queue(self, frame: bytes) -> None:
+        self._frames_sent += 1
+        self._tx += frame
+        size = self._chunk_size()
+        while len(self._tx) >= size:
+            self._notify(bytes(self._tx[:size]))
+            del self._tx[:size]
+        if self._tx and self._flush_handle is None:
+            loop = asyncio.get_running_loop()
+            self._flush_handle = loop.call_later(self.flush_timeout, self._flush_tail)
+
+    def _flush_tail(self) -> None:
+        self._flush_handle = None
+        if self._tx and self._connection is not None and self._subscribed:
+            self._notify(bytes(self._tx))
+        self._tx.clear()
+
+    def _notify(self, chunk: bytes) -> None:
+        # Straight onto the ATT bearer, as the GATT server would, without a task
+        # per notification.
+        pdu = att.ATT_Handle_Value_Notification(
+            attribute_handle=self._telemetry.handle, attribute_value=chunk
+        )
+        self._connection.send_l2cap_pdu(att.ATT_CID, bytes(pdu))
+        self._notifications_sent += 1
+
+    def _reset_stream(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._tx.clear()
+
+    # --- faults ---------------------------------------------------------------------------
+
+    async def _drop_link(self) -> bool:
+        connection = self._connection
+        if connection is None:
+            return False
+        self._fault(Fault.DROP_LINK, reason=int(_REASON_USER))
+        await connection.disconnect(_REASON_USER)
+        return True
+
+    def _go_silent(self, seconds: float) -> None:
+        self._silent_until = time.monotonic() + seconds
+        self._reset_stream()
+        self._fault(Fault.GO_SILENT, seconds=seconds)
+
+    def _corrupt_next(self, n: int) -> None:
+        self._corrupt_pending += n
+        self._fault(Fault.CORRUPT_NEXT, frames=n)
+
+    async def _set_in_range(self, enabled: bool) -> None:
+        if enabled == self._advertising_wanted:
+            return
+        self._advertising_wanted = enabled
+        self._fault(Fault.BACK_IN_RANGE if enabled else Fault.OUT_OF_RANGE)
+        if self._controller is not None:
+            self._controller.accepting = enabled
+        if not enabled and self._connection is not None:
+            await self._connection.disconnect(_REASON_OUT_OF_RANGE)
+        await self._sync_advertising()
+
+    def _set_notification_size(self, size: int | None) -> None:
+        self._notification_size = size
+        self._fault(Fault.NOTIFICATION_SIZE, size=size)
+
+    async def _wait_link(self, want_subscribed: bool) -> None:
+        def reached() -> bool:
+            return self._subscribed if want_subscribed else self._connection is None
+
+        while not reached():
+            event = self._link_changed
+            if event is None:
+                raise RuntimeError(f"{self!r} is not on a radio")
+            await event.wait()
+
+    def _signal_link_change(self) -> None:
+        if self._link_changed is not None:
+            self._link_changed.set()
+            self._link_changed = asyncio.Event()
+
+    # --- attachment -----------------------------------------------------------------------
+
+    async def _attach(
+        self, air: Air, portal: AsyncioPortal, advertising_interval_ms: float
+    ) -> None:
+        if self._air is not None:
+            raise RuntimeError(f"{self!r} is already on a radio")
+        controller, device = make_device(air.link, self.local_name, self.address, rssi=self._rssi)
+        controller.accepting = self._advertising_wanted
+        self._telemetry = gatt.Characteristic(
+            TELEMETRY_UUID,
+            gatt.Characteristic.Properties.NOTIFY,
+            gatt.Characteristic.READABLE,
+            b"",
+        )
+        identity = gatt.Characteristic(
+            IDENTITY_UUID,
+            gatt.Characteristic.Properties.READ,
+            gatt.Characteristic.READABLE,
+            self._identity,
+        )
+        device.add_service(gatt.Service(SERVICE_UUID, [self._telemetry, identity]))
+        device.advertising_data = build_ad(
+            [
+                (AD_FLAGS, bytes((FLAGS_LE_ONLY_GENERAL,))),
+                (
+                    AD_MANUFACTURER,
+                    COMPANY_ID.to_bytes(2, "little") + manufacturer_data_for(self.vin),
+                ),
+                (AD_TX_POWER, self._tx_power.to_bytes(1, "little", signed=True)),
+            ]
+        )
+        device.scan_response_data = build_ad(
+            [
+                (AD_COMPLETE_NAME, self.local_name.encode("ascii")),
+                (AD_COMPLETE_UUID128, uuid128_le(SERVICE_UUID)),
+            ]
+        )
+        device.advertising_interval_min = advertising_interval_ms
+        device.advertising_interval_max = advertising_interval_ms
+        device.on(device.EVENT_CONNECTION, self._on_connection)
+        device.on("characteristic_subscription", self._on_subscription)
+        await device.power_on()
+
+        self._air, self._portal = air, portal
+        self._controller, self._device = controller, device
+        self._advertising_lock = asyncio.Lock()
+        self._link_changed = asyncio.Event()
+        await self._sync_advertising()
+        self._ticker = asyncio.get_running_loop().create_task(self._run(), name=f"{self!r} ticker")
+
+    async def _detach(self) -> None:
+        air, device = self._air, self._device
+        if air is None:
+            return
+        tasks = [t for t in (self._ticker, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._ticker = None
+        self._tasks.clear()
+        if self._connection is not None:
+            await self._connection.disconnect(_REASON_POWER_OFF)
+        if device.is_advertising:
+            await device.stop_advertising()
+        await device.power_off()
+        if self._controller in air.link.controllers:
+            air.link.remove_controller(self._controller)
+        self._reset_stream()
+        self._signal_link_change()
+        self._air = self._portal = self._controller = self._device = None
+        self._advertising_lock = self._link_changed = None
+        self._connection = None
+        self._subscribed = False
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = 1.0 / self.rate_hz
+        dt = period * self.time_scale
+        next_tick = loop.time()
+        while True:
+            next_tick += period
+            delay = next_tick - loop.time()
+            if delay < -period:
+                # The loop fell behind: carry on from now rather than burst.
+                next_tick = loop.time()
+                delay = 0.0
+            await asyncio.sleep(max(0.0, delay))
+            self._tick(dt)
+
+    async def _sync_advertising(self) -> None:
+        # Advertise exactly while attached, in range and not connected.
+        lock, device = self._advertising_lock, self._device
+        if lock is None or device is None:
+            return
+        async with lock:
+            wanted = self._advertising_wanted and self._connection is None
+            if wanted and not device.is_advertising:
+                await device.start_advertising(auto_restart=False)
+            elif not wanted and device.is_advertising:
+                await device.stop_advertising()
+
+    def _spawn_sync_advertising(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._sync_advertising())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_connection(self, connection: Any) -> None:
+        if connection.role != hci.Role.PERIPHERAL:
+            return
+        self._connection = connection
+        self._subscribed = False
+        self._reset_stream()
+        connection.on(
+            connection.EVENT_DISCONNECTION,
+            lambda reason: self._on_disconnection(connection, reason),
+        )
+        self._signal_link_change()
+
+    def _on_disconnection(self, connection: Any, reason: int) -> None:
+        if self._connection is not connection:
+            return
+        self._connection = None
+        self._subscribed = False
+        self._reset_stream()
+        self._signal_link_change()
+        if self._device is not None:
+            self._spawn_sync_advertising()
+
+    def _on_subscription(
+        self, connection: Any, characteristic: Any, notify: bool, indicate: bool
+    ) -> None:
+        if characteristic is not self._telemetry or connection is not self._connection:
+            return
+        was_subscribed, self._subscribed = self._subscribed, bool(notify)
+        self._signal_link_change()
+        if self._subscribed and not was_subscribed:
+            # A dongle starts streaming with the current values at once.
+            self._reset_stream()
+            self._send_current()
