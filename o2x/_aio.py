@@ -1,0 +1,145 @@
+"""Reach the asyncio-only BLE stack (bleak, Bumble) from asyncio or from trio.
+
+Under asyncio the stack runs on the caller's own loop and a portal costs nothing.
+Under trio it runs on a private asyncio loop in a dedicated thread, owned by the
+``async with open_portal()`` block: the thread is started on entry and joined on
+exit, so nothing outlives the block. ``docs/design.md`` explains why a loop thread
+was chosen over running asyncio inside trio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, ParamSpec, TypeVar
+
+import anyio
+import sniffio
+
+__all__ = ["AsyncioPortal", "open_portal"]
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+class AsyncioPortal:
+    """The asyncio loop the BLE stack lives on, and the way to it from the caller's library."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        to_caller: Callable[..., object],
+        *,
+        same_loop: bool,
+    ) -> None:
+        #: The asyncio loop on which bleak and Bumble objects live.
+        self.loop = loop
+        #: True when the caller runs on ``loop`` itself (asyncio): no thread is involved.
+        self.same_loop = same_loop
+        self._to_caller = to_caller
+
+    async def run(
+        self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run the coroutine ``fn(*args, **kwargs)`` on the BLE loop and return its result.
+
+        Cancelling the caller cancels the coroutine and waits for it to finish, so it
+        never outlives the caller's cancel scope.
+        """
+        if self.same_loop:
+            return await fn(*args, **kwargs)
+        return await self._run_threadsafe(fn(*args, **kwargs))
+
+    async def _run_threadsafe(self, coro: Coroutine[Any, Any, T]) -> T:
+        done = anyio.Event()
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        future.add_done_callback(lambda _: self._to_caller(done.set))
+        try:
+            await done.wait()
+        except anyio.get_cancelled_exc_class():
+            future.cancel()
+            with anyio.CancelScope(shield=True):
+                await done.wait()
+            raise
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            raise RuntimeError(
+                "the Bluetooth event loop stopped while a call was running"
+            ) from None
+
+    def run_sync_soon(self, fn: Callable[..., object], /, *args: object) -> None:
+        """Schedule the plain callable ``fn(*args)`` on the BLE loop (thread-safe)."""
+        if self.same_loop:
+            self.loop.call_soon(fn, *args)
+        else:
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def to_caller_soon(self, fn: Callable[..., object], /, *args: object) -> None:
+        """Schedule the plain callable ``fn(*args)`` on the caller's loop (thread-safe)."""
+        self._to_caller(fn, *args)
+
+
+@asynccontextmanager
+async def open_portal() -> AsyncIterator[AsyncioPortal]:
+    """Open a portal to an asyncio loop suitable for bleak and Bumble.
+
+    >>> async def main():                                  # doctest: +SKIP
+    ...     async with open_portal() as portal:
+    ...         devices = await portal.run(BleakScanner.discover)
+    """
+    library = sniffio.current_async_library()
+    if library == "asyncio":
+        loop = asyncio.get_running_loop()
+        yield AsyncioPortal(loop, loop.call_soon_threadsafe, same_loop=True)
+        return
+    if library != "trio":
+        raise RuntimeError(f"o2x runs on asyncio or trio, not {library}")
+    import trio
+
+    token = trio.lowlevel.current_trio_token()
+    thread = _LoopThread()
+    await anyio.to_thread.run_sync(thread.start)
+    try:
+        yield AsyncioPortal(thread.loop, token.run_sync_soon, same_loop=False)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(thread.stop)
+
+
+class _LoopThread:
+    """An asyncio loop running forever in its own thread, until ``stop``."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="o2x-ble-loop", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._started.wait()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._started.set)
+        try:
+            self.loop.run_forever()
+            # Whatever is still running belongs to a caller that has left: cancel it
+            # and let it clean up before the loop closes.
+            pending = asyncio.all_tasks(self.loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.run_until_complete(self.loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            self.loop.close()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()

@@ -1,0 +1,560 @@
+"""The scan/connect/stream state machine of one subscribed vehicle, without I/O.
+
+Theory of operation
+-------------------
+:class:`VehicleMachine` knows what should happen next, never how. The driver
+(:mod:`o2x.vehicle`) feeds it *inputs* — an advertisement was seen, the link came
+up, the identity was read, a frame arrived, the link was lost, time passed, the
+user left — each with the current time from a monotonic clock, and carries out the
+*actions* it returns, in order: start or stop scanning, connect, disconnect, hand a
+sample or a status change or an event to the consumers, report that the vehicle is
+ready, or fail.
+
+Because time is an input, every timeout is a comparison: the driver sleeps until
+:attr:`VehicleMachine.deadline` and then calls :meth:`~VehicleMachine.tick`. Tests
+drive the machine with a number as the clock and never sleep.
+
+The connection life cycle is the table :data:`TRANSITIONS` (state -> input ->
+next state); inputs not in a state's row change nothing (a late advertisement
+while streaming, a frame after close). On top of the table, three timers:
+
+* **scan** (``first_time`` only): not streaming within ``timeouts.scan`` of the
+  start fails with :class:`~o2x.errors.ScanTimeout` (or ``ConnectionFailed`` if
+  the vehicle was seen but never connected). ``previous()`` waits forever.
+* **loose connection**: while streaming, no frame for ``timeouts.loose_connection``
+  counts as a lost link.
+* **change status**: a derived status must hold for ``timeouts.change_status``
+  before it is reported; a status that flickers back sooner is not a transition.
+
+A lost link after the vehicle was streaming emits exactly one ``DISCONNECTED``
+event, tears the link down and scans again without a time limit. ``CLOSED`` is
+final. At most one link exists at any time: ``Connect`` is only ever issued when
+the previous link has been told to ``Disconnect``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable
+from typing import Final
+
+import attrs
+
+from .errors import ConnectionFailed, IdentityMismatch, O2XError, ScanTimeout
+from .frames import EventFrame, Frame, IdentityFrame, InfoFrame
+from .model import EventKind, VehicleStatus, derive_status
+
+__all__ = [
+    "TRANSITIONS",
+    "Action",
+    "AdvertisementSeen",
+    "Close",
+    "Connect",
+    "ConnectFailed",
+    "Connected",
+    "DeliverEvent",
+    "DeliverSample",
+    "DeliverStatus",
+    "Disconnect",
+    "Fail",
+    "IdentityRead",
+    "Input",
+    "LinkLost",
+    "ReadIdentity",
+    "Ready",
+    "Start",
+    "StartScan",
+    "State",
+    "StopScan",
+    "Subscribe",
+    "Subscribed",
+    "Timeouts",
+    "VehicleMachine",
+]
+
+
+def _seconds(*, allow_zero: bool) -> Callable[[object, attrs.Attribute[float], float], None]:
+    def check(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+        name = f"Timeouts.{attribute.name}"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"{name} must be a number of seconds, not {value!r}")
+        if math.isnan(value) or value < 0 or (value == 0 and not allow_zero):
+            bound = ">= 0" if allow_zero else "> 0"
+            raise ValueError(f"{name} must be a number of seconds {bound}, not {value!r}")
+
+    return check
+
+
+@attrs.frozen
+class Timeouts:
+    """How long to wait, in seconds — the SDK's ``pims.vehicle.timeout`` values.
+
+    >>> Timeouts(scan=10)
+    Timeouts(scan=10, loose_connection=5.0, change_status=0.0)
+    >>> Timeouts(loose_connection=-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: Timeouts.loose_connection must be a number of seconds > 0, not -1
+    """
+
+    #: Give up a first-time scan after this long (``math.inf``: never).
+    scan: float = attrs.field(default=60.0, validator=_seconds(allow_zero=False))
+    #: Consider the link lost when no frame arrives for this long.
+    loose_connection: float = attrs.field(default=5.0, validator=_seconds(allow_zero=False))
+    #: Report a new status only once it has held this long.
+    change_status: float = attrs.field(default=0.0, validator=_seconds(allow_zero=True))
+
+
+class State(enum.Enum):
+    """Where the machine is in the connection life cycle."""
+
+    IDLE = "idle"
+    #: Looking for the vehicle for the first time (with the scan timeout if first_time).
+    SCANNING = "scanning"
+    #: A link is being set up: connect, read identity, subscribe.
+    CONNECTING = "connecting"
+    #: Subscribed; frames flow.
+    STREAMING = "streaming"
+    #: The link was lost after streaming; scanning again, with no time limit.
+    RECONNECTING = "reconnecting"
+    CLOSED = "closed"
+
+
+# --- inputs ------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Start:
+    """Begin: scan for the vehicle."""
+
+
+@attrs.frozen
+class AdvertisementSeen:
+    """An O2X dongle advertised ``vin`` from ``address``."""
+
+    address: str
+    vin: str
+
+
+@attrs.frozen
+class Connected:
+    """The link requested by ``Connect`` is up."""
+
+
+@attrs.frozen
+class ConnectFailed:
+    """The link requested by ``Connect`` could not be set up (or broke while setting up)."""
+
+    error: BaseException | None = None
+
+
+@attrs.frozen
+class IdentityRead:
+    """The identity characteristic was read and decoded."""
+
+    identity: IdentityFrame
+
+
+@attrs.frozen
+class Subscribed:
+    """Telemetry notifications are enabled."""
+
+
+@attrs.frozen
+class LinkLost:
+    """The link went down without being asked to."""
+
+
+@attrs.frozen
+class Close:
+    """The user is leaving: tear everything down."""
+
+
+Input = (
+    Start
+    | AdvertisementSeen
+    | Connected
+    | ConnectFailed
+    | IdentityRead
+    | Subscribed
+    | LinkLost
+    | Close
+)
+
+
+# --- actions -----------------------------------------------------------------------
+
+
+@attrs.frozen
+class StartScan:
+    """Start scanning for O2X advertisements and report them as ``AdvertisementSeen``."""
+
+
+@attrs.frozen
+class StopScan:
+    """Stop scanning."""
+
+
+@attrs.frozen
+class Connect:
+    """Connect to ``address``; report ``Connected`` or ``ConnectFailed``."""
+
+    address: str
+
+
+@attrs.frozen
+class ReadIdentity:
+    """Read the identity characteristic; report ``IdentityRead`` or ``ConnectFailed``."""
+
+
+@attrs.frozen
+class Subscribe:
+    """Enable telemetry notifications; report ``Subscribed`` or ``ConnectFailed``."""
+
+
+@attrs.frozen
+class Disconnect:
+    """Tear the current link down (whatever stage it reached). Report nothing."""
+
+
+@attrs.frozen
+class Ready:
+    """The vehicle is streaming for the first time: ``__aenter__`` may return."""
+
+    vin: str
+    address: str
+
+
+@attrs.frozen
+class DeliverSample:
+    """Hand an INFO frame to the consumers of samples."""
+
+    frame: InfoFrame
+
+
+@attrs.frozen
+class DeliverStatus:
+    """The derived status changed (and held long enough); ``frame`` shows it."""
+
+    status: VehicleStatus
+    frame: InfoFrame
+
+
+@attrs.frozen
+class DeliverEvent:
+    """Hand an event to the consumers of events."""
+
+    kind: EventKind
+
+
+@attrs.frozen
+class Fail:
+    """Give up: raise ``error`` to the user. The machine is closed."""
+
+    error: O2XError
+
+
+Action = (
+    StartScan
+    | StopScan
+    | Connect
+    | ReadIdentity
+    | Subscribe
+    | Disconnect
+    | Ready
+    | DeliverSample
+    | DeliverStatus
+    | DeliverEvent
+    | Fail
+)
+
+#: state -> input type -> next state. Inputs missing from a row are ignored in that
+#: state. Guards inside the handlers may keep the state (an advertisement of another
+#: VIN, for instance); they never pick a state this table does not list.
+TRANSITIONS: Final[dict[State, dict[type, State]]] = {
+    State.IDLE: {Start: State.SCANNING, Close: State.CLOSED},
+    State.SCANNING: {AdvertisementSeen: State.CONNECTING, Close: State.CLOSED},
+    State.CONNECTING: {
+        Connected: State.CONNECTING,
+        IdentityRead: State.CONNECTING,
+        Subscribed: State.STREAMING,
+        ConnectFailed: State.SCANNING,  # or RECONNECTING, if the vehicle streamed before
+        LinkLost: State.SCANNING,  # likewise
+        Close: State.CLOSED,
+    },
+    State.STREAMING: {LinkLost: State.RECONNECTING, Close: State.CLOSED},
+    State.RECONNECTING: {AdvertisementSeen: State.CONNECTING, Close: State.CLOSED},
+    State.CLOSED: {},
+}
+
+#: How long setting up one link (connect, identity, subscribe) may take before it
+#: is abandoned and scanning resumes; the transport's own timeouts are shorter.
+CONNECT_GUARD: Final = 30.0
+#: After a failed link to an address, ignore that address for this long at first,
+#: doubling on each further failure up to ``RETRY_CAP``.
+RETRY_BASE: Final = 0.5
+RETRY_CAP: Final = 30.0
+
+
+class VehicleMachine:
+    """The life cycle of one subscribed vehicle; see the module docstring.
+
+    >>> m = VehicleMachine("VR1AB12C3D4567890", first_time=True)
+    >>> m.start(now=0.0)
+    [StartScan()]
+    >>> m.handle(AdvertisementSeen("AA:BB", "VR1AB12C3D4567890"), now=1.0)
+    [StopScan(), Connect(address='AA:BB')]
+    >>> m.state
+    <State.CONNECTING: 'connecting'>
+    """
+
+    def __init__(
+        self, vin: str | None, *, first_time: bool, timeouts: Timeouts | None = None
+    ) -> None:
+        #: The VIN looked for; ``None`` accepts the first O2X dongle whose identity
+        #: matches its advertisement (only used for tests and discovery).
+        self.vin = vin
+        self.first_time = first_time
+        self.timeouts = timeouts or Timeouts()
+        self.state = State.IDLE
+        #: Address of the link being set up or streaming.
+        self.address: str | None = None
+        #: Whether the vehicle has streamed at least once (then the user has it).
+        self.has_streamed = False
+        self.reported_status: VehicleStatus | None = None
+        self._pending_status: VehicleStatus | None = None
+        self._pending_frame: InfoFrame | None = None
+        self._pending_since = 0.0
+        self._scan_deadline = math.inf
+        self._loose_deadline = math.inf
+        self._connect_deadline = math.inf
+        self._seen_vehicle = False
+        self._last_error: BaseException | None = None
+        self._failures: dict[str, int] = {}
+        self._retry_after: dict[str, float] = {}
+        # Addresses advertising the wanted VIN while backing off: connect when due,
+        # as a scanner may not report the same advertisement again.
+        self._deferred: dict[str, float] = {}
+
+    # --- public driving interface --------------------------------------------------
+
+    @property
+    def deadline(self) -> float:
+        """When :meth:`tick` must next be called (``math.inf``: no timer pending)."""
+        status_deadline = (
+            self._pending_since + self.timeouts.change_status
+            if self._pending_status is not None
+            else math.inf
+        )
+        retry = min(self._deferred.values(), default=math.inf)
+        return min(
+            self._scan_deadline,
+            self._loose_deadline,
+            self._connect_deadline,
+            status_deadline,
+            retry,
+        )
+
+    def start(self, now: float) -> list[Action]:
+        """Shorthand for ``handle(Start(), now)``."""
+        return self.handle(Start(), now)
+
+    def handle(self, event: Input, now: float) -> list[Action]:
+        """Feed one input; return the actions to carry out, in order."""
+        next_state = TRANSITIONS[self.state].get(type(event))
+        if next_state is None:
+            return []
+        handler = getattr(self, "_on_" + type(event).__name__)
+        actions: list[Action] = handler(event, next_state, now)
+        return actions
+
+    def frame_received(self, frame: Frame, now: float) -> list[Action]:
+        """A frame arrived on the telemetry stream. The hot path: kept short."""
+        if self.state is not State.STREAMING:
+            return []
+        self._loose_deadline = now + self.timeouts.loose_connection
+        if type(frame) is InfoFrame:
+            actions: list[Action] = [DeliverSample(frame)]
+            status = derive_status(frame.system_state, frame.rnd)
+            if status is not self.reported_status or self._pending_status is not None:
+                self._status_seen(status, frame, now, actions)
+            return actions
+        if type(frame) is EventFrame and frame.kind is EventKind.CANT_CHARGE:
+            return [DeliverEvent(EventKind.CANT_CHARGE)]
+        return []  # unknown event codes and stray identity frames mean nothing here
+
+    def tick(self, now: float) -> list[Action]:
+        """Time has passed: fire whichever timers are due."""
+        if self.state is State.CLOSED:
+            return []
+        actions: list[Action] = []
+        if self._pending_status is not None and now >= (
+            self._pending_since + self.timeouts.change_status
+        ):
+            self._report_pending(actions)
+        if now >= self._scan_deadline:
+            return actions + self._fail_initial(now)
+        if self.state is State.STREAMING and now >= self._loose_deadline:
+            return actions + self._link_down(now, State.RECONNECTING)
+        if self.state is State.CONNECTING and now >= self._connect_deadline:
+            self._last_error = TimeoutError("setting up the link took too long")
+            return actions + self._link_down(now, self._scanning_state())
+        if self.state in (State.SCANNING, State.RECONNECTING):
+            due = [address for address, when in self._deferred.items() if when <= now]
+            if due:
+                assert self.vin is not None or not due
+                return actions + self._on_AdvertisementSeen(
+                    AdvertisementSeen(due[0], self.vin or ""),
+                    TRANSITIONS[self.state][AdvertisementSeen],
+                    now,
+                )
+        return actions
+
+    # --- transitions --------------------------------------------------------------
+
+    def _on_Start(self, event: Start, next_state: State, now: float) -> list[Action]:
+        self.state = next_state
+        if self.first_time and math.isfinite(self.timeouts.scan):
+            self._scan_deadline = now + self.timeouts.scan
+        return [StartScan()]
+
+    def _on_AdvertisementSeen(
+        self, event: AdvertisementSeen, next_state: State, now: float
+    ) -> list[Action]:
+        if self.vin is not None and event.vin != self.vin:
+            return []
+        self._seen_vehicle = True
+        retry_at = self._retry_after.get(event.address, -math.inf)
+        if now < retry_at:
+            self._deferred[event.address] = retry_at
+            return []
+        self._deferred.clear()
+        self.state = next_state
+        self.address = event.address
+        self._connect_deadline = now + CONNECT_GUARD
+        return [StopScan(), Connect(event.address)]
+
+    def _on_Connected(self, event: Connected, next_state: State, now: float) -> list[Action]:
+        return [ReadIdentity()]
+
+    def _on_IdentityRead(self, event: IdentityRead, next_state: State, now: float) -> list[Action]:
+        wanted = self.vin
+        if wanted is not None and event.identity.vin != wanted:
+            self._last_error = IdentityMismatch(
+                f"the dongle at {self.address} advertised {wanted} "
+                f"but its identity is {event.identity.vin}"
+            )
+            return self._link_down(now, self._scanning_state())
+        if wanted is None:
+            self.vin = event.identity.vin
+        return [Subscribe()]
+
+    def _on_Subscribed(self, event: Subscribed, next_state: State, now: float) -> list[Action]:
+        assert self.address is not None
+        assert self.vin is not None
+        self.state = next_state
+        self._connect_deadline = math.inf
+        self._scan_deadline = math.inf
+        self._loose_deadline = now + self.timeouts.loose_connection
+        self._failures.pop(self.address, None)
+        self._retry_after.pop(self.address, None)
+        if self.has_streamed:
+            return []
+        self.has_streamed = True
+        return [Ready(self.vin, self.address)]
+
+    def _on_ConnectFailed(
+        self, event: ConnectFailed, next_state: State, now: float
+    ) -> list[Action]:
+        self._last_error = event.error
+        return self._link_down(now, self._scanning_state())
+
+    def _on_LinkLost(self, event: LinkLost, next_state: State, now: float) -> list[Action]:
+        if self.state is State.CONNECTING:
+            self._last_error = ConnectionError("the link dropped while it was being set up")
+            return self._link_down(now, self._scanning_state())
+        return self._link_down(now, next_state)
+
+    def _on_Close(self, event: Close, next_state: State, now: float) -> list[Action]:
+        previous = self.state
+        self._enter_closed()
+        if previous in (State.CONNECTING, State.STREAMING):
+            return [Disconnect()]
+        if previous in (State.SCANNING, State.RECONNECTING):
+            return [StopScan()]
+        return []
+
+    # --- helpers -------------------------------------------------------------------
+
+    def _scanning_state(self) -> State:
+        return State.RECONNECTING if self.has_streamed else State.SCANNING
+
+    def _link_down(self, now: float, next_state: State) -> list[Action]:
+        """Tear the link down and scan again; emit DISCONNECTED if it was streaming."""
+        actions: list[Action] = [Disconnect()]
+        if self.state is State.STREAMING:
+            actions.append(DeliverEvent(EventKind.DISCONNECTED))
+            # A status still waiting to hold cannot be confirmed across a gap.
+            self._pending_status = self._pending_frame = None
+        elif self.address is not None:
+            failures = self._failures.get(self.address, 0) + 1
+            self._failures[self.address] = failures
+            delay = min(RETRY_CAP, RETRY_BASE * 2 ** (failures - 1))
+            self._retry_after[self.address] = now + delay
+        self.state = next_state
+        self.address = None
+        self._loose_deadline = self._connect_deadline = math.inf
+        actions.append(StartScan())
+        return actions
+
+    def _fail_initial(self, now: float) -> list[Action]:
+        seconds = self.timeouts.scan
+        error: O2XError
+        if self._seen_vehicle:
+            reason = f": {self._last_error}" if self._last_error else ""
+            error = ConnectionFailed(
+                f"vehicle {self.vin} was found but no connection could be set up "
+                f"within {seconds:g} s{reason}"
+            )
+        else:
+            error = ScanTimeout(
+                f"no vehicle {self.vin} found within {seconds:g} s; check that the car "
+                "is switched on and within Bluetooth range (a few metres)"
+            )
+        actions: list[Action] = [Disconnect() if self.state is State.CONNECTING else StopScan()]
+        self._enter_closed()
+        actions.append(Fail(error))
+        return actions
+
+    def _enter_closed(self) -> None:
+        self.state = State.CLOSED
+        self._deferred.clear()
+        self.address = None
+        self._scan_deadline = self._loose_deadline = self._connect_deadline = math.inf
+        self._pending_status = self._pending_frame = None
+
+    def _status_seen(
+        self, status: VehicleStatus, frame: InfoFrame, now: float, actions: list[Action]
+    ) -> None:
+        if status is self.reported_status:
+            self._pending_status = self._pending_frame = None  # a flicker, not a change
+            return
+        if self.reported_status is None or self.timeouts.change_status == 0:
+            self.reported_status = status
+            self._pending_status = self._pending_frame = None
+            actions.append(DeliverStatus(status, frame))
+            return
+        if status is not self._pending_status:
+            self._pending_status = status
+            self._pending_since = now
+        self._pending_frame = frame
+        if now >= self._pending_since + self.timeouts.change_status:
+            self._report_pending(actions)
+
+    def _report_pending(self, actions: list[Action]) -> None:
+        assert self._pending_status is not None
+        assert self._pending_frame is not None
+        self.reported_status = self._pending_status
+        actions.append(DeliverStatus(self._pending_status, self._pending_frame))
+        self._pending_status = self._pending_frame = None

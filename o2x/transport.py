@@ -1,0 +1,235 @@
+"""Everything o2x does with bleak: scan, connect, read the identity, subscribe, disconnect.
+
+:class:`BleakLink` lives on the BLE stack's asyncio loop (see :mod:`o2x._aio`); the
+vehicle driver calls its coroutines through the portal and receives what the radio
+reports through a :class:`LinkSink`, on its own loop. Notifications cross loops in
+batches: one hop per burst, not one per notification. The same code drives the
+system's Bluetooth and the virtual radio: only the bleak backend differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+from collections import deque
+from typing import Any, Protocol
+
+from bleak import BleakClient, BleakScanner
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakError
+
+from ._aio import AsyncioPortal
+from .errors import BluetoothUnavailable, ConnectionFailed
+from .profile import IDENTITY_UUID, TELEMETRY_UUID, advertised_vin
+
+__all__ = ["BleakLink", "LinkSink", "bluetooth_hint"]
+
+_log = logging.getLogger(__name__)
+
+#: Seconds allowed for connecting (bleak's own timeout) and for each GATT step.
+CONNECT_TIMEOUT = 10.0
+GATT_TIMEOUT = 10.0
+#: Seconds allowed for a clean disconnection when leaving.
+DISCONNECT_TIMEOUT = 1.0
+
+
+class LinkSink(Protocol):
+    """What the radio reports, delivered on the caller's loop."""
+
+    def advertisement(self, address: str, vin: str) -> None:
+        """An O2X dongle advertising ``vin`` was seen at ``address``."""
+
+    def notifications(self, generation: int, chunks: list[bytes]) -> None:
+        """Telemetry bytes arrived on link ``generation``, in order."""
+
+    def link_lost(self, generation: int) -> None:
+        """Link ``generation`` went down without being asked to."""
+
+
+def bluetooth_hint() -> str:
+    """One line saying what to check when the system's Bluetooth cannot be used."""
+    system = platform.system()
+    if system == "Linux":
+        return (
+            "check that a Bluetooth adapter is present and the BlueZ service is running "
+            "(`bluetoothctl show`), or use a simulated vehicle (--simulate)"
+        )
+    if system == "Darwin":
+        return (
+            "check that Bluetooth is on and that this terminal may use it "
+            "(System Settings > Privacy & Security > Bluetooth)"
+        )
+    return "check that Bluetooth is switched on and an adapter is present"
+
+
+class BleakLink:
+    """One vehicle's link over bleak. Every coroutine runs on the portal's loop."""
+
+    def __init__(
+        self,
+        portal: AsyncioPortal,
+        sink: LinkSink,
+        *,
+        scanner_kwargs: dict[str, Any] | None = None,
+        client_kwargs: dict[str, Any] | None = None,
+        system_bluetooth: bool = True,
+    ) -> None:
+        self._portal = portal
+        self._sink = sink
+        self._scanner_kwargs = scanner_kwargs or {}
+        self._client_kwargs = client_kwargs or {}
+        self._system = system_bluetooth
+        self._scanner: BleakScanner | None = None
+        self._scanning = False
+        self._devices: dict[str, BLEDevice] = {}
+        self._client: BleakClient | None = None
+        #: Bumped for every new link and on every disconnection we ask for, so that
+        #: late callbacks of an old link are recognised and ignored.
+        self.generation = 0
+        self._pending: deque[tuple[int, bytes]] = deque()
+        self._flush_scheduled = False
+
+    # --- scanning --------------------------------------------------------------------
+
+    async def start_scan(self) -> None:
+        """Report O2X advertisements to the sink until :meth:`stop_scan`."""
+        if self._scanning:
+            return
+        if self._scanner is None:
+            self._scanner = BleakScanner(detection_callback=self._detected, **self._scanner_kwargs)
+        try:
+            await self._scanner.start()
+        except (OSError, BleakError) as exc:
+            raise self._unavailable("scan", exc) from exc
+        self._scanning = True
+
+    async def stop_scan(self) -> None:
+        """Stop scanning (nothing happens if not scanning)."""
+        if not self._scanning or self._scanner is None:
+            return
+        self._scanning = False
+        try:
+            await self._scanner.stop()
+        except (OSError, BleakError) as exc:
+            _log.debug("stopping the scan failed: %s", exc)
+
+    def _detected(self, device: BLEDevice, advertisement: AdvertisementData) -> None:
+        vin = advertised_vin(advertisement.manufacturer_data)
+        if vin is None:
+            return
+        self._devices[device.address] = device
+        if len(self._devices) > 256:  # a crowded car park must not grow this forever
+            self._devices.pop(next(iter(self._devices)))
+        self._portal.to_caller_soon(self._sink.advertisement, device.address, vin)
+
+    # --- the link ----------------------------------------------------------------------
+
+    async def connect(self, address: str) -> int:
+        """Connect to ``address``; return the new link's generation."""
+        await self.disconnect()
+        self.generation += 1
+        generation = self.generation
+        target: BLEDevice | str = self._devices.get(address, address)
+        client = BleakClient(
+            target,
+            disconnected_callback=lambda _: self._disconnected(generation),
+            timeout=CONNECT_TIMEOUT,
+            **self._client_kwargs,
+        )
+        self._client = client
+        try:
+            await client.connect()
+        except (OSError, BleakError, TimeoutError) as exc:
+            self._client = None
+            if self._system and isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
+                raise self._unavailable("connect", exc) from exc
+            raise ConnectionFailed(f"could not connect to {address}: {_describe(exc)}") from exc
+        return generation
+
+    async def read_identity(self) -> bytes:
+        """The identity characteristic's value (one IDENTITY frame)."""
+        client = self._require_client()
+        try:
+            async with asyncio.timeout(GATT_TIMEOUT):
+                return bytes(await client.read_gatt_char(IDENTITY_UUID))
+        except (OSError, BleakError, TimeoutError) as exc:
+            raise ConnectionFailed(
+                f"could not read the dongle's identity: {_describe(exc)}"
+            ) from exc
+
+    async def subscribe(self) -> None:
+        """Enable telemetry notifications; bytes go to the sink from now on."""
+        client = self._require_client()
+        generation = self.generation
+        try:
+            async with asyncio.timeout(GATT_TIMEOUT):
+                await client.start_notify(
+                    TELEMETRY_UUID, lambda _, data: self._received(generation, data)
+                )
+        except (OSError, BleakError, TimeoutError) as exc:
+            raise ConnectionFailed(f"could not subscribe to telemetry: {_describe(exc)}") from exc
+
+    async def disconnect(self) -> None:
+        """Tear the current link down, if any. Never raises; bounded in time."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        self.generation += 1  # its disconnected callback is ours, not a loss
+        try:
+            async with asyncio.timeout(DISCONNECT_TIMEOUT):
+                await client.disconnect()
+        except (OSError, BleakError, TimeoutError) as exc:
+            _log.debug("disconnecting failed: %s", exc)
+
+    async def close(self) -> None:
+        """Stop scanning and disconnect."""
+        await self.stop_scan()
+        await self.disconnect()
+
+    def _require_client(self) -> BleakClient:
+        if self._client is None:
+            raise ConnectionFailed("the link went down")
+        return self._client
+
+    # --- callbacks from bleak, on the BLE loop ------------------------------------------
+
+    def _received(self, generation: int, data: bytearray) -> None:
+        if self._portal.same_loop:
+            self._sink.notifications(generation, [bytes(data)])
+            return
+        self._pending.append((generation, bytes(data)))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._portal.to_caller_soon(self._flush)
+
+    def _flush(self) -> None:
+        # Runs on the caller's loop. The flag is cleared before the batch is taken,
+        # so anything the BLE thread appends later schedules another flush; popleft
+        # is atomic, so appending while the batch is taken is safe.
+        self._flush_scheduled = False
+        pending = self._pending
+        batch = [pending.popleft() for _ in range(len(pending))]
+        start = 0
+        for i in range(1, len(batch) + 1):
+            if i == len(batch) or batch[i][0] != batch[start][0]:
+                self._sink.notifications(batch[start][0], [data for _, data in batch[start:i]])
+                start = i
+
+    def _disconnected(self, generation: int) -> None:
+        if generation == self.generation:
+            self._client = None
+            self._portal.to_caller_soon(self._sink.link_lost, generation)
+
+    def _unavailable(self, what: str, exc: BaseException) -> Exception:
+        if not self._system:
+            return ConnectionFailed(f"the radio failed to {what}: {_describe(exc)}")
+        return BluetoothUnavailable(
+            f"Bluetooth is not available ({_describe(exc)}): {bluetooth_hint()}"
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
