@@ -25,7 +25,7 @@ from bleak.uuids import normalize_uuid_str
 from bumble import att, core, hci
 from bumble.device import Peer
 
-from ._stack import Air, advertisement_structures, parse_ad
+from ._stack import Air, advertisement_structures, parse_ad, uninterruptible
 
 __all__ = ["VirtualBleakClient", "VirtualBleakScanner"]
 
@@ -45,7 +45,10 @@ class _HasAir(Protocol):
 def _air_of(virtual_radio: object) -> Air:
     if isinstance(virtual_radio, Air):
         return virtual_radio
-    air = getattr(virtual_radio, "air", None)
+    try:
+        air = getattr(virtual_radio, "air", None)
+    except RuntimeError as exc:  # a VirtualRadio that is not open
+        raise BleakError(str(exc)) from exc
     if isinstance(air, Air):
         return air
     raise BleakError(
@@ -208,15 +211,22 @@ class VirtualBleakClient(BaseBleakClient):
 
     async def _create_connection(self, peer_address: Any, deadline: float) -> Any:
         loop = asyncio.get_running_loop()
-        central = self._air.central
         async with asyncio.timeout_at(deadline):
             await self._air.connect_lock.acquire()
         try:
             remaining = max(0.0, deadline - loop.time())
+            # Bumble cancels the controller's pending connection itself when its own
+            # timeout expires; a cancellation of the caller is handled below.
+            attempt = asyncio.ensure_future(
+                self._air.central.connect(peer_address, timeout=remaining)
+            )
             try:
-                # Bumble cancels the controller's pending connection itself when
-                # its own timeout expires.
-                return await central.connect(peer_address, timeout=remaining)
+                return await asyncio.shield(attempt)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    await asyncio.shield(self._abort_connect(attempt))
+                raise
             except core.TimeoutError:
                 if self._given_as_device:
                     raise TimeoutError(
@@ -227,26 +237,22 @@ class VirtualBleakClient(BaseBleakClient):
                 ) from None
             except core.ConnectionError as exc:
                 raise BleakError(f"connection to {self.address} failed: {exc}") from exc
-            except asyncio.CancelledError:
-                await asyncio.shield(self._abort_connect(peer_address))
-                raise
         finally:
             self._air.connect_lock.release()
 
-    async def _abort_connect(self, peer_address: Any) -> None:
-        # A cancelled connect must not leave the controller trying to connect, nor a
-        # connection that completed meanwhile with nobody owning it.
-        central = self._air.central
+    async def _abort_connect(self, attempt: asyncio.Future[Any]) -> None:
+        # A cancelled connect must neither leave the controller trying to connect nor
+        # a connection that completed meanwhile with nobody owning it.
+        if not attempt.done():
+            command = hci.HCI_LE_Create_Connection_Cancel_Command()
+            await uninterruptible(self._air.central.send_sync_command(command))
+            await asyncio.wait([attempt])
+        if attempt.cancelled() or attempt.exception() is not None:
+            return
         try:
-            await central.send_sync_command(hci.HCI_LE_Create_Connection_Cancel_Command())
-        except Exception:
-            logger.debug("cancelling a pending connection failed", exc_info=True)
-        for connection in list(central.connections.values()):
-            if connection.peer_address == peer_address:
-                try:
-                    await connection.disconnect()
-                except Exception:
-                    logger.debug("dropping a stray connection failed", exc_info=True)
+            await uninterruptible(attempt.result().disconnect())
+        except core.BaseBumbleError:
+            logger.debug("dropping a connection nobody owns failed", exc_info=True)
 
     async def _discover(self) -> BleakGATTServiceCollection:
         peer = self._peer
@@ -304,7 +310,7 @@ class VirtualBleakClient(BaseBleakClient):
         if connection is None:
             return
         try:
-            await connection.disconnect()
+            await uninterruptible(connection.disconnect())
         except core.BaseBumbleError as exc:
             if self._connection is not None:
                 raise BleakError(f"disconnecting from {self.address} failed: {exc}") from exc
@@ -326,12 +332,13 @@ class VirtualBleakClient(BaseBleakClient):
     async def _gatt(self, what: str, operation: Awaitable[_T]) -> _T:
         """Await a Bumble GATT operation, translating its failures into bleak's errors."""
         try:
-            return await operation
+            return await uninterruptible(operation)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise
-            # Bumble cancels the pending ATT response when the link drops.
+            # Not our cancellation: Bumble cancels the pending ATT response when the
+            # link drops.
             raise BleakError(f"{what} failed: {self.address} disconnected") from None
         except att.ATT_Error as exc:
             raise BleakGATTProtocolError(exc.error_code) from exc

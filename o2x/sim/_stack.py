@@ -12,8 +12,8 @@ import dataclasses
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Iterable
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Final, TypeVar
 
 from bumble import hci, ll
 from bumble.controller import Controller
@@ -29,9 +29,12 @@ __all__ = [
     "address_for",
     "build_ad",
     "parse_ad",
+    "uninterruptible",
 ]
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 #: Random static address of the radio's central (the "phone").
 CENTRAL_ADDRESS: Final = "F0:0D:00:00:00:01"
@@ -52,6 +55,25 @@ AD_MANUFACTURER: Final = 0xFF
 FLAGS_LE_ONLY_GENERAL: Final = 0x06
 
 _BASE_UUID_SUFFIX: Final = "-0000-1000-8000-00805f9b34fb"
+
+
+async def uninterruptible(operation: Awaitable[_T]) -> _T:
+    """Await a Bumble operation that must not be torn in the middle.
+
+    Bumble's host and GATT client match each response to the one command or
+    request in flight; cancelling a coroutine while it waits leaves the late
+    response to be taken for the next one's. So the operation runs as its own task:
+    a cancellation of the caller is honoured once that task has finished.
+    """
+    task = asyncio.ensure_future(operation)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # retrieved: the caller's cancellation is what propagates
+        raise
 
 
 def address_for(key: str) -> str:
@@ -301,30 +323,30 @@ class Air:
 
     async def add_scan_listener(self, listener: AdvertisementListener, *, active: bool) -> None:
         """Start delivering advertisements to ``listener``; scanning runs while any listens."""
-        async with self._scan_lock:
-            self._listeners.append((listener, active))
-            await self._apply_scan_mode()
+        self._listeners.append((listener, active))
+        await uninterruptible(self._apply_scan_mode())
 
     async def remove_scan_listener(self, listener: AdvertisementListener) -> None:
-        async with self._scan_lock:
-            self._listeners = [(f, a) for f, a in self._listeners if f is not listener]
-            await self._apply_scan_mode()
+        self._listeners = [(f, a) for f, a in self._listeners if f is not listener]
+        await uninterruptible(self._apply_scan_mode())
 
     async def _apply_scan_mode(self) -> None:
         # One controller scans for every scanner: actively if any of them wants
         # scan responses.
-        wanted = any(active for _, active in self._listeners) if self._listeners else None
-        if wanted == self._scanning_active or self.closed:
-            return
-        if self._scanning_active is not None:
-            await self.central.stop_scanning()
-        if wanted is not None:
-            await self.central.start_scanning(
-                active=wanted,
-                scan_interval=self.scan_interval_ms,
-                scan_window=self.scan_interval_ms,
-            )
-        self._scanning_active = wanted
+        async with self._scan_lock:
+            wanted = any(active for _, active in self._listeners) if self._listeners else None
+            if wanted == self._scanning_active or self.closed:
+                return
+            if self._scanning_active is not None:
+                await self.central.stop_scanning()
+                self._scanning_active = None
+            if wanted is not None:
+                await self.central.start_scanning(
+                    active=wanted,
+                    scan_interval=self.scan_interval_ms,
+                    scan_window=self.scan_interval_ms,
+                )
+            self._scanning_active = wanted
 
     # --- lifetime -------------------------------------------------------------------
 
@@ -352,9 +374,10 @@ class Air:
         await self.release_users()
         self.closed = True
         self._listeners.clear()
-        if self._scanning_active is not None:
-            await self.central.stop_scanning()
-            self._scanning_active = None
+        async with self._scan_lock:
+            if self._scanning_active is not None:
+                await self.central.stop_scanning()
+                self._scanning_active = None
         for connection in list(self.central.connections.values()):
             await connection.disconnect()
         await self.central.power_off()

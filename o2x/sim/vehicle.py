@@ -41,6 +41,7 @@ from ._stack import (
     address_for,
     build_ad,
     make_device,
+    uninterruptible,
     uuid128_le,
 )
 from .model import InfoValues, Phase, VehicleModel
@@ -54,6 +55,14 @@ _REASON_POWER_OFF: Final = (
     hci.HCI_ErrorCode.REMOTE_DEVICE_TERMINATED_CONNECTION_DUE_TO_POWER_OFF_ERROR
 )
 _HEADER_SIZE: Final = 5  # start, version, type, seq, length: bits after it are fair game
+
+
+def _refuse_read(_connection: object) -> bytes:
+    raise att.ATT_Error(att.ErrorCode.READ_NOT_PERMITTED)
+
+
+def _refuse_write(_connection: object, _value: bytes) -> None:
+    raise att.ATT_Error(att.ErrorCode.WRITE_NOT_PERMITTED)
 
 
 class LogKind(enum.StrEnum):
@@ -194,6 +203,7 @@ class SimulatedVehicle:
         self._ticker: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._advertising_lock: asyncio.Lock | None = None
+        self._detaching = False
         self._link_changed: asyncio.Event | None = None
 
     def __repr__(self) -> str:
@@ -466,7 +476,7 @@ class SimulatedVehicle:
         if connection is None:
             return False
         self._fault(Fault.DROP_LINK, reason=int(_REASON_USER))
-        await connection.disconnect(_REASON_USER)
+        await uninterruptible(connection.disconnect(_REASON_USER))
         return True
 
     def _go_silent(self, seconds: float) -> None:
@@ -486,8 +496,8 @@ class SimulatedVehicle:
         if self._controller is not None:
             self._controller.accepting = enabled
         if not enabled and self._connection is not None:
-            await self._connection.disconnect(_REASON_OUT_OF_RANGE)
-        await self._sync_advertising()
+            await uninterruptible(self._connection.disconnect(_REASON_OUT_OF_RANGE))
+        await uninterruptible(self._sync_advertising())
 
     def _set_notification_size(self, size: int | None) -> None:
         self._notification_size = size
@@ -517,17 +527,19 @@ class SimulatedVehicle:
             raise RuntimeError(f"{self!r} is already on a radio")
         controller, device = make_device(air.link, self.local_name, self.address, rssi=self._rssi)
         controller.accepting = self._advertising_wanted
+        # Bumble's server does not enforce permissions; a dongle refuses what its
+        # characteristics do not offer.
         self._telemetry = gatt.Characteristic(
             TELEMETRY_UUID,
             gatt.Characteristic.Properties.NOTIFY,
             gatt.Characteristic.READABLE,
-            b"",
+            gatt.CharacteristicValue(read=_refuse_read, write=_refuse_write),
         )
         identity = gatt.Characteristic(
             IDENTITY_UUID,
             gatt.Characteristic.Properties.READ,
             gatt.Characteristic.READABLE,
-            self._identity,
+            gatt.CharacteristicValue(read=lambda _connection: self._identity, write=_refuse_write),
         )
         device.add_service(gatt.Service(SERVICE_UUID, [self._telemetry, identity]))
         device.advertising_data = build_ad(
@@ -563,16 +575,18 @@ class SimulatedVehicle:
         air, device = self._air, self._device
         if air is None:
             return
-        tasks = [t for t in (self._ticker, *self._tasks) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._ticker = None
-        self._tasks.clear()
+        self._detaching = True
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
+            self._ticker = None
+        # Advertising changes in flight are let finish: Bumble must not be cut
+        # in the middle of a command.
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._connection is not None:
             await self._connection.disconnect(_REASON_POWER_OFF)
-        if device.is_advertising:
-            await device.stop_advertising()
+        await self._sync_advertising()
         await device.power_off()
         if self._controller in air.link.controllers:
             air.link.remove_controller(self._controller)
@@ -582,6 +596,7 @@ class SimulatedVehicle:
         self._advertising_lock = self._link_changed = None
         self._connection = None
         self._subscribed = False
+        self._detaching = False
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -604,7 +619,7 @@ class SimulatedVehicle:
         if lock is None or device is None:
             return
         async with lock:
-            wanted = self._advertising_wanted and self._connection is None
+            wanted = self._advertising_wanted and self._connection is None and not self._detaching
             if wanted and not device.is_advertising:
                 await device.start_advertising(auto_restart=False)
             elif not wanted and device.is_advertising:
@@ -634,7 +649,7 @@ class SimulatedVehicle:
         self._subscribed = False
         self._reset_stream()
         self._signal_link_change()
-        if self._device is not None:
+        if self._device is not None and not self._detaching:
             self._spawn_sync_advertising()
 
     def _on_subscription(
