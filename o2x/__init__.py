@@ -1,5 +1,9 @@
 """o2x: live telemetry from a Citroën AMI or Opel Rocks-e over Bluetooth Low Energy.
 
+    async with O2XVehicle.first_time("VR1AB12C3D4567890") as car:
+        async for info in car.status_changes():
+            print(info.status, info.data.battery_soc)
+
 >>> from o2x import derive_status, SystemState, Gear
 >>> derive_status(SystemState.CHARGING, Gear.NEUTRAL).value
 'charging'
@@ -19,6 +23,7 @@ from .errors import (
     ScanTimeout,
     StateFileError,
 )
+from .machine import Timeouts
 from .model import (
     Alerts,
     BatteryState,
@@ -34,6 +39,7 @@ from .model import (
     derive_status,
     normalize_vin,
 )
+from .vehicle import O2XVehicle, Stream, VehicleStats, current_vin
 
 __version__ = "0.1.0.dev0"
 
@@ -52,13 +58,18 @@ __all__ = [
     "Measure",
     "NoPreviousVehicle",
     "O2XError",
+    "O2XVehicle",
     "ParkBrake",
     "ScanTimeout",
     "StateFileError",
+    "Stream",
     "SystemState",
+    "Timeouts",
     "VehicleData",
     "VehicleInfo",
+    "VehicleStats",
     "VehicleStatus",
+    "current_vin",
     "derive_status",
     "normalize_vin",
 ]

@@ -54,18 +54,22 @@ def load(path: Path) -> RememberedVehicle | None:
     except OSError as exc:
         raise StateFileError(f"cannot read the remembered vehicle from {path}: {exc}") from exc
     try:
-        data = json.loads(text)
-        if not isinstance(data, dict) or data.get("format") != _FORMAT:
-            raise ValueError(f"expected a JSON object with format {_FORMAT}")
-        vin, address = data["vin"], data["address"]
-        if not isinstance(address, str) or not address:
-            raise ValueError("address must be a non-empty string")
-        return RememberedVehicle(normalize_vin(vin), address)
+        return _parse(text)
     except (ValueError, KeyError, TypeError, InvalidVIN) as exc:
         raise StateFileError(
             f"the remembered-vehicle file {path} is damaged ({exc}); "
             "delete it and connect with O2XVehicle.first_time(vin) again"
         ) from exc
+
+
+def _parse(text: str) -> RememberedVehicle:
+    data = json.loads(text)
+    if not isinstance(data, dict) or data.get("format") != _FORMAT:
+        raise ValueError(f"expected a JSON object with format {_FORMAT}")
+    vin, address = data["vin"], data["address"]
+    if not isinstance(address, str) or not address:
+        raise ValueError("address must be a non-empty string")
+    return RememberedVehicle(normalize_vin(vin), address)
 
 
 def save(path: Path, vehicle: RememberedVehicle) -> None:
