@@ -35,11 +35,15 @@ class Stream:
         self.decoder = FrameDecoder()
         self.notifications: list[tuple[float, bytes]] = []
         self.frames: list[Frame] = []
+        self.frame_times: list[float] = []
         self._changed = anyio.Event()
 
     def on_notify(self, _sender: object, data: bytearray) -> None:
-        self.notifications.append((time.monotonic(), bytes(data)))
-        self.frames.extend(self.decoder.feed(data))
+        now = time.monotonic()
+        self.notifications.append((now, bytes(data)))
+        frames = self.decoder.feed(data)
+        self.frames.extend(frames)
+        self.frame_times.extend([now] * len(frames))
         self._portal.to_caller_soon(self._wake)
 
     def _wake(self) -> None:
