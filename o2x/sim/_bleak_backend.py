@@ -394,7 +394,12 @@ class VirtualBleakClient(BaseBleakClient):
             raise BleakError(f"notifications already started on {characteristic.uuid}")
 
         def subscriber(value: bytes) -> None:
-            callback(bytearray(value))
+            try:
+                callback(bytearray(value))
+            except Exception:
+                # Bumble would abort delivering this notification to anyone else
+                # and report it as its own error; it is the application's.
+                logger.exception("notification callback for %s raised", characteristic.uuid)
 
         self._subscribers[characteristic.handle] = subscriber
         try:

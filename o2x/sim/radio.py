@@ -31,21 +31,30 @@ class VirtualRadio:
     Leaving the block disconnects every client, switches every vehicle off and
     stops that loop: no task or thread is left behind.
 
-    Plain bleak, streaming from a simulated AMI (asyncio)::
+    Plain bleak, finding and streaming from a simulated AMI::
 
+        import asyncio
         from bleak import BleakClient, BleakScanner
         from o2x.frames import FrameDecoder
-        from o2x.profile import TELEMETRY_UUID
         from o2x.sim import SimulatedVehicle, VirtualRadio
 
-        async with VirtualRadio() as radio:
-            await radio.add(SimulatedVehicle("VR7ABCDEF12345678"))
-            device = await BleakScanner.find_device_by_filter(
-                lambda d, ad: 0xFFFF in ad.manufacturer_data, **radio.scanner_kwargs())
-            decoder = FrameDecoder()
-            async with BleakClient(device, **radio.client_kwargs()) as client:
-                await client.start_notify(TELEMETRY_UUID, lambda _, data: print(decoder.feed(data)))
-                await asyncio.sleep(1)
+        async def main():
+            async with VirtualRadio() as radio:
+                await radio.add(SimulatedVehicle("VR7ABCDEF12345678"))
+                device = await BleakScanner.find_device_by_filter(
+                    lambda d, ad: 0xFFFF in ad.manufacturer_data, **radio.scanner_kwargs()
+                )
+                decoder = FrameDecoder()
+                async with BleakClient(device, **radio.client_kwargs()) as client:
+                    await client.start_notify(
+                        "dc830002-1ef1-4e76-964e-1551f80d7eb3",
+                        lambda _char, data: [print(frame) for frame in decoder.feed(data)],
+                    )
+                    await asyncio.sleep(1)
+
+        asyncio.run(main())
+
+    Under trio, run such a coroutine with ``await radio.portal.run(main_part)``.
 
     Args:
         mtu: ATT MTU the central asks for when connecting (phones ask for 247 or more).

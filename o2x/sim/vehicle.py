@@ -535,11 +535,14 @@ class SimulatedVehicle:
             gatt.Characteristic.READABLE,
             gatt.CharacteristicValue(read=_refuse_read, write=_refuse_write),
         )
-        identity = gatt.Characteristic(
+        identity_value: gatt.CharacteristicValue[bytes] = gatt.CharacteristicValue(
+            read=self._read_identity, write=_refuse_write
+        )
+        identity: gatt.Characteristic[bytes] = gatt.Characteristic(
             IDENTITY_UUID,
             gatt.Characteristic.Properties.READ,
             gatt.Characteristic.READABLE,
-            gatt.CharacteristicValue(read=lambda _connection: self._identity, write=_refuse_write),
+            identity_value,
         )
         device.add_service(gatt.Service(SERVICE_UUID, [self._telemetry, identity]))
         device.advertising_data = build_ad(
@@ -570,6 +573,9 @@ class SimulatedVehicle:
         self._link_changed = asyncio.Event()
         await self._sync_advertising()
         self._ticker = asyncio.get_running_loop().create_task(self._run(), name=f"{self!r} ticker")
+
+    def _read_identity(self, _connection: object) -> bytes:
+        return self._identity
 
     async def _detach(self) -> None:
         air, device = self._air, self._device

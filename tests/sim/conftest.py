@@ -140,6 +140,9 @@ class Ble:
         finally:
             await self.run(client.disconnect)
 
+    def new_stream(self) -> Stream:
+        return Stream(self.radio)
+
     async def stream(self, client: BleakClient) -> Stream:
         stream = Stream(self.radio)
         await self.run(client.start_notify, TELEMETRY_UUID, stream.on_notify)
@@ -155,3 +158,9 @@ async def radio() -> AsyncIterator[VirtualRadio]:
 @pytest.fixture
 def ble(radio: VirtualRadio) -> Ble:
     return Ble(radio)
+
+
+@pytest.fixture
+def ble_for() -> Callable[[VirtualRadio], Ble]:
+    """For tests that open radios of their own (another MTU, for instance)."""
+    return Ble

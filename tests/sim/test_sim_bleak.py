@@ -115,7 +115,7 @@ async def test_connect_negotiates_mtu_and_discovers_the_o2x_service(radio, ble):
         await vehicle.wait_disconnected()
 
 
-async def test_a_smaller_mtu_is_honoured(ble):
+async def test_a_smaller_mtu_is_honoured():
     async with VirtualRadio(mtu=64) as small:
         vehicle = await small.add(SimulatedVehicle(VIN_A))
         client = BleakClient(vehicle.address, **small.client_kwargs())
@@ -309,3 +309,20 @@ async def test_telemetry_cannot_be_read(radio, ble):
         with pytest.raises(BleakGATTProtocolError) as caught:
             await ble.run(client.read_gatt_char, TELEMETRY_UUID)
         assert caught.value.code is BleakGATTProtocolErrorCode.READ_NOT_PERMITTED
+
+
+async def test_a_failing_notification_callback_is_logged_and_the_stream_goes_on(radio, ble, caplog):
+    vehicle = await radio.add(SimulatedVehicle(VIN_A, rate_hz=40))
+    stream = None
+
+    def callback(sender: object, data: bytearray) -> None:
+        assert stream is not None
+        stream.on_notify(sender, data)
+        if len(stream.notifications) == 1:
+            raise RuntimeError("application bug")
+
+    async with ble.connect(vehicle.address) as client:
+        stream = ble.new_stream()
+        await ble.run(client.start_notify, TELEMETRY_UUID, callback)
+        await stream.wait_for(lambda s: len(s.notifications) >= 3)
+    assert "application bug" in caplog.text

@@ -44,26 +44,26 @@ async def test_notification_size_cuts_the_stream_anywhere(radio, ble):
     assert crossing
 
 
-async def test_default_notification_size_is_mtu_minus_3(ble):
+async def test_default_notification_size_is_mtu_minus_3(ble_for):
     for mtu in (247, 64):
         async with VirtualRadio(mtu=mtu) as radio:
             vehicle = await radio.add(SimulatedVehicle(VIN, rate_hz=100, flush_timeout=5.0))
             client = BleakClient(vehicle.address, **radio.client_kwargs())
             await radio.portal.run(client.connect)
-            stream = await type(ble)(radio).stream(client)
+            stream = await ble_for(radio).stream(client)
             await stream.wait_for(lambda s: len(s.notifications) >= 2)
             await radio.portal.run(client.disconnect)
             assert {len(data) for _, data in stream.notifications[:2]} == {mtu - 3}
             assert vehicle.notification_size is None
 
 
-async def test_notification_size_is_capped_by_the_mtu(ble):
+async def test_notification_size_is_capped_by_the_mtu(ble_for):
     async with VirtualRadio(mtu=40) as radio:
         vehicle = await radio.add(SimulatedVehicle(VIN, rate_hz=100, flush_timeout=5.0))
         await vehicle.set_notification_size(200)
         client = BleakClient(vehicle.address, **radio.client_kwargs())
         await radio.portal.run(client.connect)
-        stream = await type(ble)(radio).stream(client)
+        stream = await ble_for(radio).stream(client)
         await stream.wait_for(lambda s: len(s.notifications) >= 3)
         await radio.portal.run(client.disconnect)
     assert {len(data) for _, data in stream.notifications} == {37}
