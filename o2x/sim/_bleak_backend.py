@@ -102,6 +102,8 @@ class VirtualBleakScanner(BaseBleakScanner):
         await self._air.remove_scan_listener(self._on_advertisement)
 
     def _on_advertisement(self, advertisement: Any) -> None:
+        if not self._scanning:
+            return
         parsed = parse_ad(advertisement_structures(advertisement))
         if not self.is_allowed_uuid(parsed.service_uuids):
             return

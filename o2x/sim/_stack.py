@@ -327,7 +327,8 @@ class Air:
         await uninterruptible(self._apply_scan_mode())
 
     async def remove_scan_listener(self, listener: AdvertisementListener) -> None:
-        self._listeners = [(f, a) for f, a in self._listeners if f is not listener]
+        # Bound methods are new objects at each access: compare with ==.
+        self._listeners = [(f, a) for f, a in self._listeners if f != listener]
         await uninterruptible(self._apply_scan_mode())
 
     async def _apply_scan_mode(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from typing import Any
 
 import anyio
@@ -326,3 +327,32 @@ async def test_a_failing_notification_callback_is_logged_and_the_stream_goes_on(
         await ble.run(client.start_notify, TELEMETRY_UUID, callback)
         await stream.wait_for(lambda s: len(s.notifications) >= 3)
     assert "application bug" in caplog.text
+
+
+async def test_a_stopped_scanner_hears_nothing_more(radio, ble):
+    await radio.add(SimulatedVehicle(VIN_A))
+    seen: list[float] = []
+    portal = radio.portal
+    heard = anyio.Event()
+
+    def callback(_device: BLEDevice, _ad: AdvertisementData) -> None:
+        seen.append(time.monotonic())
+        portal.to_caller_soon(heard.set)
+
+    scanner = BleakScanner(callback, **radio.scanner_kwargs())
+    await ble.run(scanner.start)
+    with anyio.fail_after(3):
+        await heard.wait()
+    await ble.run(scanner.stop)
+    stopped = time.monotonic()
+    # Another scanner keeps the radio scanning; the stopped one must stay deaf.
+    other_heard = anyio.Event()
+    other = BleakScanner(
+        lambda _d, _a: portal.to_caller_soon(other_heard.set), **radio.scanner_kwargs()
+    )
+    await ble.run(other.start)
+    with anyio.fail_after(3):
+        await other_heard.wait()
+    await ble.run(other.stop)
+    assert all(t <= stopped for t in seen)
+    assert not radio.air.central.is_scanning  # the last scanner gone, the radio stops
