@@ -20,7 +20,13 @@ from bleak.backends.descriptor import BleakGATTDescriptor
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, AdvertisementDataCallback, BaseBleakScanner
 from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
-from bleak.exc import BleakDeviceNotFoundError, BleakError, BleakGATTProtocolError
+from bleak.exc import (
+    BleakBluetoothNotAvailableError,
+    BleakBluetoothNotAvailableReason,
+    BleakDeviceNotFoundError,
+    BleakError,
+    BleakGATTProtocolError,
+)
 from bleak.uuids import normalize_uuid_str
 from bumble import att, core, hci
 from bumble.device import Peer
@@ -47,8 +53,10 @@ def _air_of(virtual_radio: object) -> Air:
         return virtual_radio
     try:
         air = getattr(virtual_radio, "air", None)
-    except RuntimeError as exc:  # a VirtualRadio that is not open
-        raise BleakError(str(exc)) from exc
+    except RuntimeError as exc:  # a VirtualRadio that is not open: the adapter is off
+        raise BleakBluetoothNotAvailableError(
+            str(exc), BleakBluetoothNotAvailableReason.POWERED_OFF
+        ) from exc
     if isinstance(air, Air):
         return air
     raise BleakError(

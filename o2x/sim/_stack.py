@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, TypeVar
 
+from bleak.exc import BleakBluetoothNotAvailableError, BleakBluetoothNotAvailableReason
 from bumble import hci, ll
 from bumble.controller import Controller
 from bumble.device import Device, DeviceConfiguration
@@ -298,7 +299,12 @@ class Air:
         await self.central.power_on()
 
     def check_loop(self) -> None:
-        """Raise unless called on the loop the radio lives on."""
+        """Raise unless the radio is open and called on the loop it lives on."""
+        if self.closed:
+            # What bleak raises when the adapter has been switched off.
+            raise BleakBluetoothNotAvailableError(
+                "the virtual radio is closed", BleakBluetoothNotAvailableReason.POWERED_OFF
+            )
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -308,8 +314,6 @@ class Air:
                 "the virtual radio lives on another event loop: run bleak calls "
                 "through radio.portal.run(...)"
             )
-        if self.closed:
-            raise RuntimeError("the virtual radio is closed")
 
     # --- scanning -------------------------------------------------------------------
 

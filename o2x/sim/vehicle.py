@@ -181,6 +181,7 @@ class SimulatedVehicle:
         self._fault_rng = random.Random(f"faults:{seed}")
 
         self._log: list[LogRecord] = []
+        self._values = self.model.snapshot()
         self._seq = -1
         self._frames_sent = 0
         self._notifications_sent = 0
@@ -243,8 +244,10 @@ class SimulatedVehicle:
 
     @property
     def info(self) -> InfoValues:
-        """The INFO values the car would send now."""
-        return self.model.snapshot()
+        """The INFO values the car would send now (as of its last tick or control call)."""
+        # Under trio the model changes on the radio's thread: hand out the last
+        # complete snapshot made there rather than read it mid-step.
+        return self._values if self._air is not None else self.model.snapshot()
 
     @property
     def frames_sent(self) -> int:
@@ -373,12 +376,13 @@ class SimulatedVehicle:
         self._send_current()
 
     def _send_current(self) -> None:
+        self._values = values = self.model.snapshot()
         for event in self.model.drain_events():
             self._send_event(event)
-        self._send_info(self.model.snapshot())
+        self._send_info(values)
 
     def _tick(self, dt: float) -> None:
-        values = self.model.step(dt)
+        self._values = values = self.model.step(dt)
         for event in self.model.drain_events():
             self._send_event(event)
         self._send_info(values)
@@ -567,6 +571,7 @@ class SimulatedVehicle:
         device.on("characteristic_subscription", self._on_subscription)
         await device.power_on()
 
+        self._values = self.model.snapshot()
         self._air, self._portal = air, portal
         self._controller, self._device = controller, device
         self._advertising_lock = asyncio.Lock()

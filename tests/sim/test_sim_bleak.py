@@ -12,6 +12,8 @@ from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import (
+    BleakBluetoothNotAvailableError,
+    BleakBluetoothNotAvailableReason,
     BleakDeviceNotFoundError,
     BleakError,
     BleakGATTProtocolError,
@@ -297,11 +299,15 @@ async def test_the_radio_refuses_a_second_vehicle_with_the_same_vin(radio):
         await radio.add(SimulatedVehicle(VIN_A, seed=9))
 
 
-async def test_bleak_on_a_closed_radio_is_refused():
+async def test_bleak_on_a_closed_radio_is_like_a_switched_off_adapter():
     async with VirtualRadio() as radio:
         kwargs: dict[str, Any] = radio.client_kwargs()
-    with pytest.raises(BleakError):
+        scanner = BleakScanner(**radio.scanner_kwargs())
+    with pytest.raises(BleakBluetoothNotAvailableError) as caught:
         BleakClient("C1:22:33:44:55:66", **kwargs)
+    assert caught.value.reason is BleakBluetoothNotAvailableReason.POWERED_OFF
+    with pytest.raises(BleakBluetoothNotAvailableError):
+        await scanner.start()  # no loop needed: it is refused before
 
 
 async def test_telemetry_cannot_be_read(radio, ble):
