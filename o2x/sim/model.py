@@ -89,7 +89,7 @@ class InfoValues:
         return attrs.asdict(self, recurse=False)
 
 
-# Fields of the INFO frame the caller may set, and the type each one takes.
+# Fields of the INFO frame the caller may set.
 _SETTABLE: Final = frozenset(attrs.fields_dict(InfoValues))
 
 # The autopilot's cycle: phase and (mean, spread) of its duration in model seconds.

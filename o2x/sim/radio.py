@@ -6,19 +6,22 @@ the backend in :mod:`o2x.sim._bleak_backend`, and the simulated vehicles on the 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any
+from typing import Any, ParamSpec
 
 import anyio
 
 from .._aio import AsyncioPortal, open_portal
 from ._bleak_backend import VirtualBleakClient, VirtualBleakScanner
 from ._portal import call_async
-from ._stack import CENTRAL_ADDRESS, Air
+from ._stack import CENTRAL_ADDRESS, Air, uninterruptible
 from .vehicle import SimulatedVehicle
 
 __all__ = ["VirtualRadio"]
+
+_P = ParamSpec("_P")
 
 
 class VirtualRadio:
@@ -166,7 +169,9 @@ class VirtualRadio:
         for other in self._vehicles:
             if other.address == vehicle.address:
                 raise ValueError(f"{vehicle!r} has the address of {other!r} (same VIN?)")
-        await call_async(portal, vehicle._attach, air, portal, self.advertising_interval * 1000.0)
+        await call_async(
+            portal, _uninterrupted, vehicle._attach, air, portal, self.advertising_interval * 1000.0
+        )
         self._vehicles.append(vehicle)
         return vehicle
 
@@ -175,4 +180,12 @@ class VirtualRadio:
         if vehicle not in self._vehicles:
             raise ValueError(f"{vehicle!r} is not on this radio")
         self._vehicles.remove(vehicle)
-        await call_async(self.portal, vehicle._detach)
+        await call_async(self.portal, _uninterrupted, vehicle._detach)
+
+
+async def _uninterrupted(
+    fn: Callable[_P, Coroutine[Any, Any, None]], *args: _P.args, **kwargs: _P.kwargs
+) -> None:
+    # Attaching and detaching are sequences of Bumble commands: finish them even
+    # if the caller is cancelled meanwhile, so the stack stays consistent.
+    await uninterruptible(fn(*args, **kwargs))

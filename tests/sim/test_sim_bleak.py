@@ -42,6 +42,13 @@ async def test_discover_reports_the_advertisement_and_scan_response(radio, ble):
     assert ad.service_uuids == [SERVICE_UUID]
     assert ad.rssi == -71
     assert ad.tx_power == 4
+    by_name = await ble.run(
+        functools.partial(
+            BleakScanner.find_device_by_name, "O2X-345678", timeout=3, **radio.scanner_kwargs()
+        )
+    )
+    assert by_name is not None
+    assert by_name.address == vehicle.address
 
 
 async def test_passive_scanning_gets_no_scan_response(radio, ble):
@@ -112,7 +119,8 @@ async def test_connect_negotiates_mtu_and_discovers_the_o2x_service(radio, ble):
         assert [d.uuid for d in telemetry.descriptors] == ["00002902-0000-1000-8000-00805f9b34fb"]
         assert telemetry.max_write_without_response_size == 244
         identity = decode_frame(await ble.run(client.read_gatt_char, IDENTITY_UUID))
-        assert identity == IdentityFrame(seq=0, vin=VIN_A, firmware=(2, 7))
+        assert isinstance(identity, IdentityFrame)
+        assert (identity.vin, identity.firmware) == (VIN_A, (2, 7))
         assert vehicle.connected
     with anyio.fail_after(3):
         await vehicle.wait_disconnected()
