@@ -112,6 +112,16 @@ def _mask(value: Alerts | int | None, field: str) -> int | None:
     return value
 
 
+def _check_measure(field: str, value: object, upper: int | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{field} is a number or None, not {value!r}")
+    if value < 0 or (upper is not None and value > upper):
+        limit = f"0..{upper}" if upper is not None else "0 or more"
+        raise ValueError(f"{field} must be {limit}, not {value}")
+
+
 def _bit(name: str) -> int:
     return 1 << ALERT_BIT[name]
 
@@ -319,35 +329,48 @@ class VehicleModel:
         battery = BatteryState(battery)
         gear = Gear(gear)
         brake = ParkBrake(brake)
+        # Check everything before changing anything: a refused call changes nothing.
+        limits = {
+            "battery_soc": 100,
+            "total_odometer": None,
+            "charge_delay": 0xFFFE,
+            "remaining_autonomy": 0xFFFE,
+        }
+        for field, upper in limits.items():
+            if field in changes:
+                _check_measure(field, changes[field], upper)
+        masks = {
+            field: _mask(changes[field], field)
+            for field in ("current_alert", "previous_alert")
+            if field in changes
+        }
+        soc = changes.get("battery_soc")
+        soc_after = self._soc if soc is None else float(soc)
+        autonomy = changes.get("remaining_autonomy")
+        if autonomy is not None and soc_after <= 0 and autonomy != 0:
+            raise ValueError("remaining_autonomy must be 0 at 0 % state of charge")
 
-        if "battery_soc" in changes:
-            self._set_measure("battery_soc", changes["battery_soc"], 100)
-            if changes["battery_soc"] is not None:
-                self._soc = float(changes["battery_soc"])
-        if "total_odometer" in changes:
-            self._set_measure("total_odometer", changes["total_odometer"], None)
-            if changes["total_odometer"] is not None:
-                self._odometer = float(changes["total_odometer"])
-        if "charge_delay" in changes:
-            self._set_measure("charge_delay", changes["charge_delay"], 0xFFFE)
-            if changes["charge_delay"] is not None:
-                self._delay_min = float(changes["charge_delay"])
-        if "remaining_autonomy" in changes:
-            autonomy = changes["remaining_autonomy"]
-            self._set_measure("remaining_autonomy", autonomy, 0xFFFE)
-            if autonomy is not None:
-                # Autonomy stays proportional to SoC: a new value is a new estimate
-                # of the range of a full battery (as a car's estimate adapts to how
-                # it is driven).
-                if self._soc <= 0:
-                    if autonomy != 0:
-                        raise ValueError("remaining_autonomy must be 0 at 0 % state of charge")
+        for field in limits:
+            if field in changes:
+                if changes[field] is None:
+                    self._unreported.add(field)
                 else:
-                    self._range_km = float(autonomy) * 100.0 / self._soc
-        if "current_alert" in changes:
-            self._alert_override = _mask(changes["current_alert"], "current_alert")
-        if "previous_alert" in changes:
-            self._previous_override = _mask(changes["previous_alert"], "previous_alert")
+                    self._unreported.discard(field)
+        if soc is not None:
+            self._soc = soc_after
+        if changes.get("total_odometer") is not None:
+            self._odometer = float(changes["total_odometer"])
+        if changes.get("charge_delay") is not None:
+            self._delay_min = float(changes["charge_delay"])
+        if autonomy is not None and soc_after > 0:
+            # Autonomy stays proportional to SoC: a new value is a new estimate of
+            # the range of a full battery (as a car's estimate adapts to how it is
+            # driven).
+            self._range_km = float(autonomy) * 100.0 / soc_after
+        if "current_alert" in masks:
+            self._alert_override = masks["current_alert"]
+        if "previous_alert" in masks:
+            self._previous_override = masks["previous_alert"]
 
         was_charging = self._system is SystemState.CHARGING
         previous_phase = self._phase
@@ -378,17 +401,6 @@ class VehicleModel:
         if phase is Phase.CHARGING and self._delay_min <= 0:
             return self._charging_state()
         return BatteryState.IDLE
-
-    def _set_measure(self, field: str, value: object, upper: int | None) -> None:
-        if value is None:
-            self._unreported.add(field)
-            return
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TypeError(f"{field} is a number or None, not {value!r}")
-        if value < 0 or (upper is not None and value > upper):
-            limit = f"0..{upper}" if upper is not None else "0 or more"
-            raise ValueError(f"{field} must be {limit}, not {value}")
-        self._unreported.discard(field)
 
     # --- time -------------------------------------------------------------------------
 

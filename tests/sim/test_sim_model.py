@@ -225,6 +225,16 @@ def test_apply_checks_its_arguments():
         model.step(-1)
 
 
+def test_a_refused_apply_changes_nothing():
+    model = VehicleModel(battery_soc=50.0)
+    before = model.snapshot()
+    with pytest.raises(ValueError, match="total_odometer"):
+        model.apply(battery_soc=20, rnd=Gear.DRIVE, total_odometer=-1)
+    with pytest.raises(ValueError, match="0 % state of charge"):
+        model.apply(battery_soc=0, remaining_autonomy=10)
+    assert model.snapshot() == before
+
+
 def test_manual_phases_stay_put_without_autopilot():
     model = VehicleModel(seed=14)
     model.drive()
