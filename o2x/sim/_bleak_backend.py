@@ -207,6 +207,10 @@ class VirtualBleakClient(BaseBleakClient):
             ) from exc
 
         connection = await self._create_connection(peer_address, deadline)
+        if connection.handle not in self._air.central.connections:
+            # Refused by the peripheral (it had just gone out of range): the link
+            # was terminated before we could even watch it.
+            raise BleakError(f"{self.address} terminated the connection at once")
         self._connection = connection
         self._peer = Peer(connection)
         connection.on(connection.EVENT_DISCONNECTION, self._on_disconnection)

@@ -370,3 +370,17 @@ async def test_a_stopped_scanner_hears_nothing_more(radio, ble):
     await ble.run(other.stop)
     assert all(t <= stopped for t in seen)
     assert not radio.air.central.is_scanning  # the last scanner gone, the radio stops
+
+
+async def test_a_connection_refused_by_the_peripheral_fails_cleanly(radio, ble):
+    # The race where a car leaves range between its advertisement and the
+    # connection request: forced here by a controller that advertises but refuses.
+    vehicle = await radio.add(SimulatedVehicle(VIN_A))
+    vehicle._controller.accepting = False
+    with anyio.fail_after(3), pytest.raises(BleakError):
+        async with ble.connect(vehicle.address):
+            pass
+    assert not radio.air.central.connections
+    vehicle._controller.accepting = True
+    async with ble.connect(vehicle.address) as client:
+        assert client.is_connected
