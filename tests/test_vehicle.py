@@ -27,7 +27,6 @@ from o2x import (
     Timeouts,
     VehicleStatus,
 )
-from o2x.frames import encode_identity
 from o2x.sim import SimulatedVehicle, VirtualRadio
 
 pytestmark = pytest.mark.anyio
@@ -230,9 +229,7 @@ async def test_damaged_state_file_is_named_and_kept(tmp_path: Path) -> None:
 async def test_wrong_identity_is_rejected_and_scanning_continues(
     radio: VirtualRadio, tmp_path: Path
 ) -> None:
-    impostor = SimulatedVehicle(VIN, seed=1)
-    impostor._identity = encode_identity(OTHER_VIN)  # type: ignore[misc]
-    await radio.add(impostor)
+    await radio.add(SimulatedVehicle(VIN, identity_vin=OTHER_VIN))
     vehicle = O2XVehicle.first_time(VIN, radio=radio, state_dir=tmp_path, timeouts=Timeouts(scan=2))
     with anyio.fail_after(WAIT), pytest.raises(o2x.ConnectionFailed, match=OTHER_VIN):
         async with vehicle:

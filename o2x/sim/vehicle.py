@@ -149,6 +149,7 @@ class SimulatedVehicle:
         rssi: int = -60,
         tx_power: int = 0,
         flush_timeout: float = 0.01,
+        identity_vin: str | None = None,
     ) -> None:
         if rate_hz <= 0:
             raise ValueError(f"rate_hz must be positive, not {rate_hz}")
@@ -177,7 +178,10 @@ class SimulatedVehicle:
         self.flush_timeout = flush_timeout
         self._rssi = rssi
         self._tx_power = tx_power
-        self._identity: Final = encode_identity(self.vin, firmware)
+        # An impostor advertises one VIN and serves another's identity (hostile-peer tests).
+        self._identity: Final = encode_identity(
+            self.vin if identity_vin is None else normalize_vin(identity_vin), firmware
+        )
         self._fault_rng = random.Random(f"faults:{seed}")
 
         self._log: list[LogRecord] = []
