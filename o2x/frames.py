@@ -10,10 +10,12 @@ CRC, lookup tables instead of per-field branches, and tuple-based records.
 from __future__ import annotations
 
 import enum
+import math
 import struct
 from binascii import crc_hqx
 from collections.abc import Iterable
-from typing import Final, NamedTuple, TypeVar
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, TypeVar
 
 from .errors import (
     BadCRC,
@@ -85,52 +87,124 @@ def crc16(data: bytes | bytearray | memoryview) -> int:
 
 # --- records -------------------------------------------------------------------
 
+try:  # the C accessor behind collections.namedtuple's fields
+    from collections import _tuplegetter as _field  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - other Python implementations
 
-class InfoFrame(NamedTuple):
-    """An INFO frame: one telemetry reading.
+    def _field(index: int, doc: str) -> Any:
+        return property(itemgetter(index), doc=doc)
+
+
+_INFO_FIELDS_DOC: Final = {
+    "seq": "Sequence number, 0..255, wrapping.",
+    "current_alert": "Alerts active now.",
+    "previous_alert": "Alerts that were active before.",
+    "battery_soc": "State of charge in percent, 0..100, or ``None`` when not reported.",
+    "system_state": "State of the vehicle's system.",
+    "battery_state": "State of the traction battery's management system.",
+    "remaining_autonomy": "Kilometres left, or ``None`` when not reported.",
+    "rnd": "The selected gear.",
+    "charge_delay": "Minutes until charging starts, or ``None`` when not reported.",
+    "park_brake_status": "Position of the parking brake.",
+    "total_odometer": "Kilometres driven, to 0.1 km, or ``None`` when not reported.",
+    "raw": "The whole frame as received: header, payload (with any bytes a later "
+    "format version adds) and CRC.",
+}
+
+
+class InfoFrame(
+    tuple[
+        int,
+        Alerts,
+        Alerts,
+        int | None,
+        SystemState,
+        BatteryState,
+        int | None,
+        Gear,
+        int | None,
+        ParkBrake,
+        float | None,
+        bytes,
+    ]
+):
+    """An INFO frame: one telemetry reading, fully decoded and immutable.
 
     Coded fields are enums; a code this library does not know decodes to the
-    enum's ``UNKNOWN`` member and stays readable in ``payload`` (see the
-    ``*_code`` properties). Measures the car does not report are ``None``.
+    enum's ``UNKNOWN`` member and stays readable (see the ``*_code`` properties
+    and :attr:`payload`). Measures the car does not report are ``None``.
+
+    It is a tuple, like the other frame records, but not built by field: frames
+    come from :func:`decode_frame` (build test frames with :func:`encode_info`).
+    The decoder creates one for every telemetry notification, and a plain tuple
+    subclass is the cheapest immutable record Python can create.
     """
 
-    seq: int
-    current_alert: Alerts
-    previous_alert: Alerts
-    battery_soc: int | None
-    """State of charge in percent, 0..100."""
-    system_state: SystemState
-    battery_state: BatteryState
-    remaining_autonomy: int | None
-    """Kilometres left."""
-    rnd: Gear
-    charge_delay: int | None
-    """Minutes until charging starts."""
-    park_brake_status: ParkBrake
-    total_odometer: float | None
-    """Kilometres, to 0.1 km."""
-    payload: bytes
-    """The payload as received, including any bytes a later format version adds."""
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+        seq: int
+        current_alert: Alerts
+        previous_alert: Alerts
+        battery_soc: int | None
+        system_state: SystemState
+        battery_state: BatteryState
+        remaining_autonomy: int | None
+        rnd: Gear
+        charge_delay: int | None
+        park_brake_status: ParkBrake
+        total_odometer: float | None
+        raw: bytes
+    else:
+        seq = _field(0, _INFO_FIELDS_DOC["seq"])
+        current_alert = _field(1, _INFO_FIELDS_DOC["current_alert"])
+        previous_alert = _field(2, _INFO_FIELDS_DOC["previous_alert"])
+        battery_soc = _field(3, _INFO_FIELDS_DOC["battery_soc"])
+        system_state = _field(4, _INFO_FIELDS_DOC["system_state"])
+        battery_state = _field(5, _INFO_FIELDS_DOC["battery_state"])
+        remaining_autonomy = _field(6, _INFO_FIELDS_DOC["remaining_autonomy"])
+        rnd = _field(7, _INFO_FIELDS_DOC["rnd"])
+        charge_delay = _field(8, _INFO_FIELDS_DOC["charge_delay"])
+        park_brake_status = _field(9, _INFO_FIELDS_DOC["park_brake_status"])
+        total_odometer = _field(10, _INFO_FIELDS_DOC["total_odometer"])
+        raw = _field(11, _INFO_FIELDS_DOC["raw"])
+
+    #: The field names, in tuple order.
+    _fields: ClassVar[tuple[str, ...]] = tuple(_INFO_FIELDS_DOC)
+    __match_args__: ClassVar[tuple[str, ...]] = _fields
+
+    def __repr__(self) -> str:
+        pairs = zip(self._fields, self, strict=False)
+        return "InfoFrame(" + ", ".join(f"{name}={value!r}" for name, value in pairs) + ")"
+
+    def _asdict(self) -> dict[str, Any]:
+        """The fields as a dictionary, like ``namedtuple._asdict``."""
+        return dict(zip(self._fields, self, strict=True))
+
+    @property
+    def payload(self) -> bytes:
+        """The payload as received, including any bytes a later format version adds."""
+        return self.raw[_HEADER_SIZE:-2]
 
     @property
     def system_state_code(self) -> int:
         """The raw ``system_state`` code, known or not."""
-        return self.payload[3]
+        return self.raw[_HEADER_SIZE + 3]
 
     @property
     def battery_state_code(self) -> int:
         """The raw ``battery_state`` code, known or not."""
-        return self.payload[4]
+        return self.raw[_HEADER_SIZE + 4]
 
     @property
     def rnd_code(self) -> int:
         """The raw ``rnd`` (gear) code, known or not."""
-        return self.payload[7]
+        return self.raw[_HEADER_SIZE + 7]
 
     @property
     def park_brake_code(self) -> int:
         """The raw ``park_brake_status`` code, known or not."""
-        return self.payload[10]
+        return self.raw[_HEADER_SIZE + 10]
 
 
 class EventFrame(NamedTuple):
@@ -189,53 +263,66 @@ _SYSTEM: Final = _table(_SYSTEM_CODES, SystemState.UNKNOWN)
 _BATTERY: Final = _table(_BATTERY_CODES, BatteryState.UNKNOWN)
 _GEAR: Final = _table(_GEAR_CODES, Gear.UNKNOWN)
 _BRAKE: Final = _table(_BRAKE_CODES, ParkBrake.UNKNOWN)
+_ALERTS: Final = _ALERTS_BY_MASK
 
+_SOC_MAX: Final = 100
 _SOC_NOT_AVAILABLE: Final = 0xFF
-_OUT_OF_RANGE: Final = object()  # marks state-of-charge bytes 101..254
-_SOC: Final[tuple[int | object | None, ...]] = tuple(
-    code if code <= 100 else None if code == _SOC_NOT_AVAILABLE else _OUT_OF_RANGE
-    for code in range(256)
-)
-
 _U16_NONE: Final = 0xFFFF
 _U32_NONE: Final = 0xFFFFFFFF
 
-# Header (5 bytes) and the whole 16-byte INFO payload in one unpack; "x" skips
-# the reserved byte.
 _HEADER: Final = struct.Struct("<BBBBB")
+# The INFO payload's 16 bytes; "x" skips the reserved byte.
 _INFO_FIELDS: Final = struct.Struct("<BBBBBHBHBIx")
-_INFO_FRAME: Final = struct.Struct("<BBBBB" + "BBBBBHBHBIx" + "H")
 _CRC: Final = struct.Struct("<H")
+# The whole 23-byte INFO frame in one unpack. SOF and version are read as one
+# little-endian u16, so one comparison checks both.
+_INFO_FRAME: Final = struct.Struct("<HBBB" + "BBBBBHBHBIx" + "H")
+_unpack_info_frame: Final = _INFO_FRAME.unpack
+_unpack_info_from: Final = _INFO_FRAME.unpack_from
+_SOF_VERSION: Final = SOF | VERSION << 8
+_StructError: Final = struct.error
 
-_new_info = tuple.__new__
 
+def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
+    """Decode exactly one complete frame.
 
-def _decode_info_at(buf: bytes | bytearray | memoryview, pos: int) -> InfoFrame | None:
-    """Fast path: the common 16-byte INFO frame at ``buf[pos:pos + 23]``.
+    Raises a :class:`~o2x.errors.FrameError` subclass saying what is wrong for any
+    byte string that is not one valid frame; never another exception (a ``str`` or
+    other non-bytes argument is a ``TypeError``).
 
-    Returns ``None`` if anything about it is unusual (including errors); the
-    caller then takes the slow path, which says precisely what is wrong.
+    >>> frame = decode_frame(encode_info(seq=7, battery_soc=80, system_state=SystemState.READY))
+    >>> frame.seq, frame.battery_soc, frame.system_state
+    (7, 80, <SystemState.READY: 'ready'>)
     """
-    (sof, version, ftype, seq, length, cur, prev, soc, system, battery,
-     autonomy, gear, delay, brake, odometer, crc) = _INFO_FRAME.unpack_from(buf, pos)  # fmt: skip
+    # The fast path: a 23-byte INFO frame, which is nearly every frame received.
+    # Anything else, and anything wrong, goes to _decode_checked, which says
+    # precisely what is wrong. This function runs once per telemetry frame, so
+    # it is written out flat: one unpack, one CRC, six table lookups and the
+    # record; no other call.
+    if data.__class__ is not bytes:
+        data = _as_bytes(data)
+    try:
+        (sof_version, ftype, seq, length, cur, prev, soc, system, battery,
+         autonomy, gear, delay, brake, odometer, crc) = _unpack_info_frame(data)  # fmt: skip
+    except _StructError:  # not 23 bytes
+        return _decode_checked(data)
     if (
-        sof != SOF
-        or version != VERSION
+        sof_version != _SOF_VERSION
         or ftype != 1
         or length != INFO_PAYLOAD_SIZE
-        or crc != crc_hqx(buf[pos + 1 : pos + 21], 0xFFFF)
+        or crc != crc_hqx(data[1:21], 0xFFFF)
     ):
-        return None
-    soc_value = _SOC[soc]
-    if soc_value is _OUT_OF_RANGE:
-        return None
-    return _new_info(
-        InfoFrame,
+        return _decode_checked(data)
+    if soc > _SOC_MAX:
+        if soc != _SOC_NOT_AVAILABLE:
+            return _decode_checked(data)  # raises ValueOutOfRange
+        soc = None
+    return InfoFrame(
         (
             seq,
-            _ALERTS_BY_MASK[cur],
-            _ALERTS_BY_MASK[prev],
-            soc_value,
+            _ALERTS[cur],
+            _ALERTS[prev],
+            soc,
             _SYSTEM[system],
             _BATTERY[battery],
             None if autonomy == _U16_NONE else autonomy,
@@ -243,38 +330,31 @@ def _decode_info_at(buf: bytes | bytearray | memoryview, pos: int) -> InfoFrame 
             None if delay == _U16_NONE else delay,
             _BRAKE[brake],
             None if odometer == _U32_NONE else odometer / 10,
-            bytes(buf[pos + 5 : pos + 21]),
-        ),
+            data,
+        )
     )
 
 
-def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
-    """Decode exactly one complete frame.
-
-    Raises a :class:`~o2x.errors.FrameError` subclass saying what is wrong for any
-    byte string that is not one valid frame; never another exception.
-
-    >>> frame = decode_frame(encode_info(seq=7, battery_soc=80, system_state=SystemState.READY))
-    >>> frame.seq, frame.battery_soc, frame.system_state
-    (7, 80, <SystemState.READY: 'ready'>)
-    """
-    if len(data) == _INFO_FRAME_SIZE:
-        frame = _decode_info_at(data, 0)
-        if frame is not None:
-            return frame
-    return _decode_checked(data)
+def _as_bytes(data: object) -> bytes:
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)  # a private, immutable copy the record can keep
+    raise TypeError(f"decode_frame() takes bytes, not {type(data).__name__}")
 
 
-def _decode_checked(data: bytes | bytearray | memoryview) -> Frame:
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise TypeError(f"decode_frame() takes bytes, not {type(data).__name__}")
-    data = bytes(data)
+def _decode_checked(data: bytes) -> Frame:
+    """Decode ``data`` checking everything, in the order ``docs/protocol.md`` gives."""
     size = len(data)
+    if size == 0:
+        raise TruncatedFrame("0 bytes cannot be a frame: the smallest frame has 7")
+    if data[0] != SOF:
+        raise BadStartOfFrame(f"a frame starts with 0xA5, not 0x{data[0]:02X}")
+    if size > 1 and data[1] != VERSION:
+        raise UnsupportedVersion(
+            f"frame is wire-format version {data[1]}; this library reads version {VERSION}"
+        )
     if size < _OVERHEAD:
         raise TruncatedFrame(f"{size} bytes cannot be a frame: the smallest frame has 7")
-    sof, version, ftype, seq, length = _HEADER.unpack_from(data)
-    if sof != SOF:
-        raise BadStartOfFrame(f"a frame starts with 0xA5, not 0x{sof:02X}")
+    _, _, ftype, seq, length = _HEADER.unpack_from(data)
     if length > MAX_PAYLOAD:
         raise ValueOutOfRange(f"payload length {length} is over the maximum of {MAX_PAYLOAD}")
     expected = _OVERHEAD + length
@@ -289,13 +369,9 @@ def _decode_checked(data: bytes | bytearray | memoryview) -> Frame:
     computed = crc_hqx(data[1 : expected - 2], 0xFFFF)
     if crc != computed:
         raise BadCRC(f"CRC mismatch: frame carries 0x{crc:04X}, contents give 0x{computed:04X}")
-    if version != VERSION:
-        raise UnsupportedVersion(
-            f"frame is wire-format version {version}; this library reads version {VERSION}"
-        )
-    payload = data[_HEADER_SIZE : expected - 2]
     if ftype == FrameType.INFO:
-        return _decode_info_payload(seq, payload)
+        return _decode_info(seq, data)
+    payload = data[_HEADER_SIZE : expected - 2]
     if ftype == FrameType.EVENT:
         if not payload:
             raise TruncatedFrame("EVENT frame has an empty payload; it needs a 1-byte code")
@@ -305,31 +381,34 @@ def _decode_checked(data: bytes | bytearray | memoryview) -> Frame:
     raise UnknownFrameType(f"unknown frame type 0x{ftype:02X} (known: 0x01, 0x02, 0x03)")
 
 
-def _decode_info_payload(seq: int, payload: bytes) -> InfoFrame:
-    if len(payload) < INFO_PAYLOAD_SIZE:
+def _decode_info(seq: int, frame: bytes) -> InfoFrame:
+    # The general INFO decoder (payloads longer than 16 bytes, and the errors);
+    # decode_frame has the same mapping written out for the common case.
+    length = len(frame) - _OVERHEAD
+    if length < INFO_PAYLOAD_SIZE:
         raise TruncatedFrame(
-            f"INFO payload has {len(payload)} bytes; it needs at least {INFO_PAYLOAD_SIZE}"
+            f"INFO payload has {length} bytes; it needs at least {INFO_PAYLOAD_SIZE}"
         )
     cur, prev, soc, system, battery, autonomy, gear, delay, brake, odometer = (
-        _INFO_FIELDS.unpack_from(payload)
+        _INFO_FIELDS.unpack_from(frame, _HEADER_SIZE)
     )
-    soc_value = _SOC[soc]
-    if soc_value is _OUT_OF_RANGE:
+    if soc > _SOC_MAX and soc != _SOC_NOT_AVAILABLE:
         raise ValueOutOfRange(f"battery_soc is {soc}: it must be 0..100, or 255 for unknown")
-    assert soc_value is None or isinstance(soc_value, int)
     return InfoFrame(
-        seq,
-        _ALERTS_BY_MASK[cur],
-        _ALERTS_BY_MASK[prev],
-        soc_value,
-        _SYSTEM[system],
-        _BATTERY[battery],
-        None if autonomy == _U16_NONE else autonomy,
-        _GEAR[gear],
-        None if delay == _U16_NONE else delay,
-        _BRAKE[brake],
-        None if odometer == _U32_NONE else odometer / 10,
-        payload,
+        (
+            seq,
+            _ALERTS[cur],
+            _ALERTS[prev],
+            None if soc == _SOC_NOT_AVAILABLE else soc,
+            _SYSTEM[system],
+            _BATTERY[battery],
+            None if autonomy == _U16_NONE else autonomy,
+            _GEAR[gear],
+            None if delay == _U16_NONE else delay,
+            _BRAKE[brake],
+            None if odometer == _U32_NONE else odometer / 10,
+            frame,
+        )
     )
 
 
@@ -420,7 +499,9 @@ def encode_info(
     if total_odometer is None:
         odometer = _U32_NONE
     else:
-        odometer = round(total_odometer * 10)
+        tenths = total_odometer * 10
+        # inf and nan are refused here: round() would raise OverflowError for inf.
+        odometer = round(tenths) if math.isfinite(tenths) else -1
         if not 0 <= odometer < _U32_NONE:
             raise ValueError(f"total_odometer {total_odometer} km does not fit the wire format")
     payload = _INFO_FIELDS.pack(
@@ -519,11 +600,13 @@ class FrameDecoder:
         "_invalid",
         "_next_seq",
         "_seq_gaps",
+        "_wanted",
         "last_error",
     )
 
     def __init__(self) -> None:
-        self._buf = bytearray()
+        self._buf = b""
+        self._wanted = _HEADER_SIZE  # bytes the buffer needs before anything can be decoded
         self._frames = 0
         self._crc_errors = 0
         self._invalid = 0
@@ -547,63 +630,118 @@ class FrameDecoder:
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> list[Frame]:
         """Add ``chunk`` to the stream and return the frames it completes, in order."""
-        buf = self._buf
-        buf += chunk
+        # The buffer is immutable bytes: a chunk that starts at a frame boundary
+        # with nothing buffered is used as it is (b"" + chunk is chunk), and a
+        # frame that fills the buffer exactly is kept without a copy. This runs
+        # for every notification, so the loop uses literals, not the named
+        # constants: 5 _HEADER_SIZE, 7 _OVERHEAD, 23 an INFO frame, 0xA5 SOF.
+        buf = self._buf + chunk
         end_of_data = len(buf)
+        if end_of_data < self._wanted:  # the frame under way is still incomplete
+            self._buf = buf
+            return []
         out: list[Frame] = []
+        discarded = 0
+        gaps = 0
+        next_seq = self._next_seq
         pos = 0
-        while end_of_data - pos >= _OVERHEAD:
-            if buf[pos] != SOF:
-                found = buf.find(SOF, pos)
+        while True:
+            remaining = end_of_data - pos
+            if remaining >= 23:
+                # The fast path of decode_frame, inlined: a 23-byte INFO frame at pos.
+                (sof_version, ftype, seq, length,
+                 cur, prev, soc, system, battery, autonomy, gear, delay, brake, odometer,
+                 crc) = _unpack_info_from(buf, pos)  # fmt: skip
+                if (
+                    sof_version == 0x01A5
+                    and ftype == 1
+                    and length == 16
+                    and (soc <= 100 or soc == 0xFF)
+                    and crc == crc_hqx(buf[pos + 1 : pos + 21], 0xFFFF)
+                ):
+                    if seq != next_seq and next_seq >= 0:
+                        gaps += 1
+                    next_seq = (seq + 1) & 0xFF
+                    frame_end = pos + 23
+                    out.append(
+                        InfoFrame(
+                            (
+                                seq,
+                                _ALERTS[cur],
+                                _ALERTS[prev],
+                                None if soc == 0xFF else soc,
+                                _SYSTEM[system],
+                                _BATTERY[battery],
+                                None if autonomy == 0xFFFF else autonomy,
+                                _GEAR[gear],
+                                None if delay == 0xFFFF else delay,
+                                _BRAKE[brake],
+                                None if odometer == 0xFFFFFFFF else odometer / 10,
+                                buf if frame_end == end_of_data and not pos else buf[pos:frame_end],
+                            )
+                        )
+                    )
+                    pos = frame_end
+                    continue
+            elif remaining < 5:
+                wanted = 5
+                break
+            # The general path: anything but an intact 23-byte INFO frame at pos.
+            if buf[pos] != 0xA5:
+                found = buf.find(0xA5, pos)
                 if found < 0:
-                    self._bytes_discarded += end_of_data - pos
+                    discarded += remaining
                     pos = end_of_data
+                    wanted = 5
                     break
-                self._bytes_discarded += found - pos
+                discarded += found - pos
                 pos = found
-                if end_of_data - pos < _OVERHEAD:
-                    break
+                continue
             length = buf[pos + 4]
             # A header that cannot start a v1 frame is skipped at once rather than
             # waited on: noise would otherwise hold back the frames behind it.
             if buf[pos + 1] != VERSION or not 1 <= buf[pos + 2] <= 3 or length > MAX_PAYLOAD:
-                self._bytes_discarded += 1
+                discarded += 1
                 pos += 1
                 continue
-            frame_end = pos + _OVERHEAD + length
+            frame_end = pos + 7 + length
             if frame_end > end_of_data:
+                wanted = frame_end - pos
                 break
-            frame: Frame | None = None
-            if length == INFO_PAYLOAD_SIZE:
-                frame = _decode_info_at(buf, pos)
-            if frame is None:
-                try:
-                    frame = _decode_checked(buf[pos:frame_end])
-                except BadCRC as exc:
-                    self._crc_errors += 1
-                    self._bytes_discarded += 1
-                    self.last_error = exc
-                    pos += 1
-                    continue
-                except FrameError as exc:
-                    self._invalid += 1
-                    self._bytes_discarded += frame_end - pos
-                    self.last_error = exc
-                    self._track_seq(buf[pos + 3])
-                    pos = frame_end
-                    continue
-            self._track_seq(frame[0])
-            out.append(frame)
+            try:
+                frame = _decode_checked(buf[pos:frame_end])
+            except BadCRC as exc:
+                # Maybe noise that looked like a header: resynchronise on the next
+                # SOF, inside what seemed to be this frame.
+                self._crc_errors += 1
+                self.last_error = exc
+                discarded += 1
+                pos += 1
+                continue
+            except FrameError as exc:
+                # Framed correctly (the CRC matched) but not acceptable: skip it
+                # whole. Its sequence number still counts.
+                self._invalid += 1
+                self.last_error = exc
+                discarded += frame_end - pos
+                seq = buf[pos + 3]
+            else:
+                seq = frame[0]
+                out.append(frame)
+            if seq != next_seq and next_seq >= 0:
+                gaps += 1
+            next_seq = (seq + 1) & 0xFF
             pos = frame_end
-        if pos:
-            del buf[:pos]
-        self._frames += len(out)
+        self._buf = buf[pos:] if pos else buf
+        self._wanted = wanted
+        self._next_seq = next_seq
+        if gaps:
+            self._seq_gaps += gaps
+        if discarded:
+            self._bytes_discarded += discarded
+        if out:
+            self._frames += len(out)
         return out
-
-    def _track_seq(self, seq: int) -> None:
-        if self._next_seq >= 0 and seq != self._next_seq:
-            self._seq_gaps += 1
-        self._next_seq = (seq + 1) & 0xFF
 
     def flush(self) -> list[Frame]:
         """End of stream: give up on any partial frame and return what can still be found.
@@ -615,8 +753,9 @@ class FrameDecoder:
         out: list[Frame] = []
         while self._buf:
             self._bytes_discarded += 1
-            rest = bytes(self._buf[1:])
-            self._buf.clear()
+            rest = self._buf[1:]
+            self._buf = b""
+            self._wanted = _HEADER_SIZE
             out += self.feed(rest)
         return out
 
@@ -626,5 +765,6 @@ class FrameDecoder:
         The counters are kept.
         """
         self._bytes_discarded += len(self._buf)
-        self._buf.clear()
+        self._buf = b""
+        self._wanted = _HEADER_SIZE
         self._next_seq = -1
