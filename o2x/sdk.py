@@ -14,34 +14,57 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import math
 import re
+from collections.abc import Callable
 from typing import Any
 
+import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from .errors import SDKFormatError
-from .model import Alerts, Event, Measure, VehicleData, VehicleInfo
+from .model import (
+    Alerts,
+    BatteryState,
+    Event,
+    Gear,
+    Measure,
+    ParkBrake,
+    SystemState,
+    VehicleData,
+    VehicleInfo,
+    VehicleStatus,
+    normalize_vin,
+)
 
 __all__ = ["converter", "from_sdk", "to_sdk"]
 
 #: The converter behind :func:`to_sdk` and :func:`from_sdk`, for composing with your own.
 converter = cattrs.Converter(forbid_extra_keys=True)
 
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# YYYY-MM-DDTHH:MM:SSZ exactly: strptime alone would take 2026-1-2T3:4:5Z and
+# non-ASCII digits, which to_sdk would then not give back as they came.
+_TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
 
 def _format_time(value: _dt.datetime) -> str:
-    return value.astimezone(_dt.UTC).strftime(_TIME_FORMAT)
+    # Not strftime("%Y..."): the C library writes years before 1000 with fewer
+    # than four digits.
+    t = value.astimezone(_dt.UTC)
+    return f"{t.year:04}-{t.month:02}-{t.day:02}T{t.hour:02}:{t.minute:02}:{t.second:02}Z"
 
 
 def _parse_time(value: object, _: object) -> _dt.datetime:
     if not isinstance(value, str):
         raise TypeError(f"receivedAt must be a string like 2026-11-22T10:15:30Z, not {value!r}")
+    problem = f"receivedAt {value!r} is not of the form YYYY-MM-DDTHH:MM:SSZ"
+    if _TIME_RE.fullmatch(value) is None:
+        raise ValueError(problem)
     try:
-        parsed = _dt.datetime.strptime(value, _TIME_FORMAT)
-    except ValueError:
-        raise ValueError(f"receivedAt {value!r} is not of the form YYYY-MM-DDTHH:MM:SSZ") from None
+        parsed = _dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:  # the right shape, but no such date or time (2026-02-30)
+        raise ValueError(problem) from None
     return parsed.replace(tzinfo=_dt.UTC)
 
 
@@ -49,10 +72,42 @@ def _parse_number(value: object, _: object) -> int | float:
     # Measures keep the type they were sent with, so 42 stays an int and 1234.5 a float.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"a measure's value must be a number, not {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"a measure's value must be a finite number, not {value!r}")
     return value
 
 
+def _parse_str(value: object, _: object) -> str:
+    # cattrs would turn anything into a string with str(): 5 would become "5".
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, not {value!r}")
+    return value
+
+
+def _parse_bool(value: object, _: object) -> bool:
+    # cattrs would apply bool(): "false" would become True.
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, not {value!r}")
+    return value
+
+
+def _parse_enum(value: object, cls: type[enum.Enum]) -> enum.Enum:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, not {value!r}")
+    return cls(value)  # ValueError: 'x' is not a valid SystemState
+
+
+def _parse_vin(value: object, _: object) -> str:
+    # Checked here rather than only by VehicleInfo, so that an error names $.vin.
+    return normalize_vin(_parse_str(value, None))
+
+
 converter.register_structure_hook(int | float, _parse_number)
+converter.register_structure_hook(str, _parse_str)
+converter.register_structure_hook(bool, _parse_bool)
+# The enums are str subclasses: without hooks of their own they would take the str one.
+for _enum in (SystemState, BatteryState, Gear, ParkBrake, VehicleStatus):
+    converter.register_structure_hook(_enum, _parse_enum)
 converter.register_unstructure_hook(_dt.datetime, _format_time)
 converter.register_structure_hook(_dt.datetime, _parse_time)
 
@@ -62,8 +117,15 @@ def _camel(snake: str) -> str:
     return head + "".join(word.title() for word in rest)
 
 
-def _register_camel(cls: type[Any]) -> None:
-    names: dict[str, Any] = {a.name: override(rename=_camel(a.name)) for a in cls.__attrs_attrs__}
+def _camel_names(cls: type[Any], **hooks: Any) -> dict[str, Any]:
+    return {
+        a.name: override(rename=_camel(a.name), struct_hook=hooks.get(a.name))
+        for a in cls.__attrs_attrs__
+    }
+
+
+def _register_camel(cls: type[Any], **hooks: Any) -> None:
+    names = _camel_names(cls, **hooks)
     converter.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, converter, **names))
     converter.register_structure_hook(
         cls, make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True, **names)
@@ -76,8 +138,27 @@ converter.register_unstructure_hook_func(
 )
 # The SDK's pages write a measure's unit before its value.
 converter.register_unstructure_hook(Measure, lambda m: {"unit": m.unit, "value": m.value})
-for _cls in (Alerts, VehicleData, VehicleInfo):
-    _register_camel(_cls)
+# The SDK always sends the eight alerts: a missing one is an error, not False (the
+# default Alerts has for Python callers). The structure hook is generated for a
+# twin class whose fields have no default, so cattrs reports each missing key.
+_RequiredAlerts = attrs.make_class(
+    "Alerts", {a.name: attrs.field(type=bool) for a in Alerts.__attrs_attrs__}, frozen=True
+)
+converter.register_unstructure_hook(
+    Alerts, make_dict_unstructure_fn(Alerts, converter, **_camel_names(Alerts))
+)
+_structure_required_alerts: Callable[[Any, Any], Any] = make_dict_structure_fn(
+    _RequiredAlerts, converter, _cattrs_forbid_extra_keys=True, **_camel_names(_RequiredAlerts)
+)
+
+
+def _structure_alerts(value: Any, _: object) -> Alerts:
+    return Alerts(*attrs.astuple(_structure_required_alerts(value, _RequiredAlerts)))
+
+
+converter.register_structure_hook(Alerts, _structure_alerts)
+_register_camel(VehicleData)
+_register_camel(VehicleInfo, vin=_parse_vin)
 
 # Key order as on the SDK's pages, so printed JSON reads like the documentation.
 _INFO_KEYS = ("vin", "currentAlert", "previousAlert", "data", "receivedAt", "status")
@@ -124,6 +205,10 @@ def from_sdk(data: dict[str, Any]) -> VehicleInfo:
     Raises :class:`~o2x.errors.SDKFormatError` listing every problem with its
     path (``$.data.batterySoc.value: ...``) when ``data`` is not of that shape.
     """
+    if not isinstance(data, dict):
+        raise SDKFormatError(
+            f"not an SDK vehicle information object: expected a JSON object, not {data!r:.60}"
+        )
     try:
         return converter.structure(data, VehicleInfo)
     except cattrs.BaseValidationError as exc:
