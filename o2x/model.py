@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import re
+import string
 from typing import TYPE_CHECKING
 
 import attrs
@@ -124,6 +125,7 @@ def derive_status(system_state: SystemState, rnd: Gear) -> VehicleStatus:
 
 # ISO 3779: 17 characters, digits and capitals without I, O and Q.
 _VIN_RE = re.compile(r"[A-HJ-NPR-Z0-9]{17}")
+_ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
 
 
 def normalize_vin(vin: str) -> str:
@@ -134,7 +136,9 @@ def normalize_vin(vin: str) -> str:
     """
     if not isinstance(vin, str):
         raise InvalidVIN(f"a VIN is a string of 17 characters, not {type(vin).__name__}")
-    candidate = vin.strip().upper()
+    # ASCII letters only are upper-cased: str.upper() would turn "ß" into "SS" and
+    # the ligature "ﬀ" into "FF", making a VIN of a string that is not one.
+    candidate = vin.strip().translate(_ASCII_UPPER)
     if _VIN_RE.fullmatch(candidate) is None:
         if len(candidate) != 17:
             raise InvalidVIN(f"{vin!r} is not a VIN: a VIN has 17 characters, not {len(candidate)}")
@@ -232,7 +236,10 @@ def _to_utc_seconds(value: _dt.datetime) -> _dt.datetime:
         raise TypeError(f"received_at must be a datetime, not {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("received_at must be timezone-aware (for example datetime.now(UTC))")
-    return value.astimezone(_dt.UTC).replace(microsecond=0)
+    try:
+        return value.astimezone(_dt.UTC).replace(microsecond=0)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first UTC datetime
+        raise ValueError(f"received_at {value} is out of range in UTC") from None
 
 
 @attrs.frozen
