@@ -608,6 +608,42 @@ def test_every_single_bit_flip_of_a_typical_frame_is_detected() -> None:
     assert crc_errors == (len(GOOD_INFO) - 3) * 8
 
 
+def test_every_two_bit_error_of_a_typical_frame_is_detected() -> None:
+    # CRC-16/CCITT-FALSE has a Hamming distance of 4 at this length: no error of
+    # two (or three) bits passes. Two bits, exhaustively (16,836 cases).
+    size = len(GOOD_INFO) * 8
+    for first in range(size):
+        for second in range(first + 1, size):
+            flipped = bytearray(GOOD_INFO)
+            flipped[first >> 3] ^= 1 << (first & 7)
+            flipped[second >> 3] ^= 1 << (second & 7)
+            with pytest.raises(FrameError):
+                decode_frame(bytes(flipped))
+
+
+def test_the_examples_of_docs_protocol_md() -> None:
+    info = decode_frame(
+        bytes.fromhex("a5 01 01 2a 10 00 01 50 02 03 3c 00 01 ff ff 00 39 30 00 00 00 e3 65")
+    )
+    assert isinstance(info, InfoFrame)
+    assert (info.seq, info.battery_soc, info.remaining_autonomy, info.total_odometer) == (
+        42,
+        80,
+        60,
+        1234.5,
+    )
+    assert info.current_alert.active() == ()
+    assert info.previous_alert.active() == ("parking_brake",)
+    assert (info.system_state, info.battery_state) == (SystemState.READY, BatteryState.DISCHARGING)
+    assert (info.rnd, info.park_brake_status) == (Gear.DRIVE, ParkBrake.RELEASED)
+    assert info.charge_delay is None
+    assert decode_frame(bytes.fromhex("a501022b01011203")) == EventFrame(
+        0x2B, 1, EventKind.CANT_CHARGE
+    )
+    identity = "a501030013" + VIN.encode().hex() + "0207" + "1dd7"
+    assert decode_frame(bytes.fromhex(identity)) == IdentityFrame(0, VIN, (2, 7))
+
+
 # --- the records ----------------------------------------------------------------------
 
 
