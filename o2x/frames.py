@@ -279,7 +279,8 @@ _CRC: Final = struct.Struct("<H")
 _INFO_FRAME: Final = struct.Struct("<HBBB" + "BBBBBHBHBIx" + "H")
 _unpack_info_frame: Final = _INFO_FRAME.unpack
 _unpack_info_from: Final = _INFO_FRAME.unpack_from
-_SOF_VERSION: Final = SOF | VERSION << 8
+_INFO_CRC_SPAN: Final = slice(1, _INFO_FRAME_SIZE - 2)  # what an INFO frame's CRC covers
+_NEXT_SEQ: Final = (*range(1, 256), 0)  # the sequence number expected after each
 _StructError: Final = struct.error
 
 
@@ -298,7 +299,10 @@ def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
     # Anything else, and anything wrong, goes to _decode_checked, which says
     # precisely what is wrong. This function runs once per telemetry frame, so
     # it is written out flat: one unpack, one CRC, six table lookups and the
-    # record; no other call.
+    # record; no other call. Literals stand for the named constants (a literal
+    # is a cheaper load than a global): 0x01A5 is SOF and VERSION read as one
+    # u16, 16 INFO_PAYLOAD_SIZE, 100 the largest state of charge, and 0xFF,
+    # 0xFFFF and 0xFFFFFFFF the "not available" values.
     if data.__class__ is not bytes:
         data = _as_bytes(data)
     try:
@@ -307,14 +311,14 @@ def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
     except _StructError:  # not 23 bytes
         return _decode_checked(data)
     if (
-        sof_version != _SOF_VERSION
+        sof_version != 0x01A5
         or ftype != 1
-        or length != INFO_PAYLOAD_SIZE
-        or crc != crc_hqx(data[1:21], 0xFFFF)
+        or length != 16
+        or crc != crc_hqx(data[_INFO_CRC_SPAN], 0xFFFF)
     ):
         return _decode_checked(data)
-    if soc > _SOC_MAX:
-        if soc != _SOC_NOT_AVAILABLE:
+    if soc > 100:
+        if soc != 0xFF:
             return _decode_checked(data)  # raises ValueOutOfRange
         soc = None
     return InfoFrame(
@@ -325,11 +329,11 @@ def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
             soc,
             _SYSTEM[system],
             _BATTERY[battery],
-            None if autonomy == _U16_NONE else autonomy,
+            None if autonomy == 0xFFFF else autonomy,
             _GEAR[gear],
-            None if delay == _U16_NONE else delay,
+            None if delay == 0xFFFF else delay,
             _BRAKE[brake],
-            None if odometer == _U32_NONE else odometer / 10,
+            None if odometer == 0xFFFFFFFF else odometer / 10,
             data,
         )
     )
@@ -634,7 +638,8 @@ class FrameDecoder:
         # with nothing buffered is used as it is (b"" + chunk is chunk), and a
         # frame that fills the buffer exactly is kept without a copy. This runs
         # for every notification, so the loop uses literals, not the named
-        # constants: 5 _HEADER_SIZE, 7 _OVERHEAD, 23 an INFO frame, 0xA5 SOF.
+        # constants: 5 _HEADER_SIZE, 7 _OVERHEAD, 23 an INFO frame, 0xA5 SOF,
+        # 1 VERSION, 240 MAX_PAYLOAD.
         buf = self._buf + chunk
         end_of_data = len(buf)
         if end_of_data < self._wanted:  # the frame under way is still incomplete
@@ -661,7 +666,7 @@ class FrameDecoder:
                 ):
                     if seq != next_seq and next_seq >= 0:
                         gaps += 1
-                    next_seq = (seq + 1) & 0xFF
+                    next_seq = _NEXT_SEQ[seq]
                     frame_end = pos + 23
                     out.append(
                         InfoFrame(
@@ -700,7 +705,7 @@ class FrameDecoder:
             length = buf[pos + 4]
             # A header that cannot start a v1 frame is skipped at once rather than
             # waited on: noise would otherwise hold back the frames behind it.
-            if buf[pos + 1] != VERSION or not 1 <= buf[pos + 2] <= 3 or length > MAX_PAYLOAD:
+            if buf[pos + 1] != 1 or not 1 <= buf[pos + 2] <= 3 or length > 240:
                 discarded += 1
                 pos += 1
                 continue
@@ -730,7 +735,7 @@ class FrameDecoder:
                 out.append(frame)
             if seq != next_seq and next_seq >= 0:
                 gaps += 1
-            next_seq = (seq + 1) & 0xFF
+            next_seq = _NEXT_SEQ[seq]
             pos = frame_end
         self._buf = buf[pos:] if pos else buf
         self._wanted = wanted
