@@ -1,0 +1,453 @@
+"""Capture files: the raw telemetry notifications of a session, with their receive times.
+
+A capture keeps exactly what the radio delivered — notification payloads, cut
+wherever the dongle cut them — so that a drive can be decoded again later, offline,
+by the same :class:`~o2x.frames.FrameDecoder` that decoded it live. The layout is
+documented in ``docs/protocol.md`` ("Capture files"); in short::
+
+    header   magic b"\\x89O2XCAP\\n" | u16 version | u32 n | n bytes of JSON metadata
+    record   u64 offset_ns | u8 kind | u16 length | length bytes      (repeated)
+
+all little-endian. Records are appended one ``write`` at a time and flushed, so a
+recorder that crashes loses at most the record it was writing; :class:`CaptureReader`
+reads everything before such a torn record and reports it in
+:attr:`~CaptureReader.problem` instead of failing.
+
+Recording: :class:`RecordingVehicle` is an :class:`~o2x.O2XVehicle` that also
+appends every notification it receives to a :class:`CaptureWriter`. Replaying:
+:func:`replay` turns records back into frames and link changes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import os
+import struct
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import IO, Any, Final, NamedTuple, Self
+
+import attrs
+
+from .errors import O2XError
+from .frames import Frame, FrameDecoder
+from .model import normalize_vin
+from .vehicle import O2XVehicle
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAGIC",
+    "CaptureError",
+    "CaptureHeader",
+    "CaptureReader",
+    "CaptureRecord",
+    "CaptureWriter",
+    "LinkChange",
+    "RecordKind",
+    "RecordingVehicle",
+    "replay",
+]
+
+#: The first bytes of every capture file. The leading non-ASCII byte and the
+#: trailing newline catch files mangled by text-mode transfers, as PNG's do.
+MAGIC: Final = b"\x89O2XCAP\n"
+#: The version of the layout written by this module (and the only one it reads).
+FORMAT_VERSION: Final = 1
+
+_PREAMBLE: Final = struct.Struct("<8sHI")  # magic, version, metadata length
+_RECORD: Final = struct.Struct("<QBH")  # offset_ns, kind, payload length
+#: More metadata than this is taken as a damaged header, not read into memory.
+_MAX_METADATA: Final = 1 << 20
+_MAX_PAYLOAD: Final = 0xFFFF
+
+
+class CaptureError(O2XError, ValueError):
+    """A file that is not a readable capture (wrong magic, unknown version, bad header,
+    or an error reading it)."""
+
+
+class RecordKind(enum.IntEnum):
+    """What a record holds. Readers skip kinds they do not know (added by later writers)."""
+
+    #: One telemetry notification's payload, as received.
+    NOTIFICATION = 1
+    #: A new link: the notifications that follow come from a fresh connection, so a
+    #: decoder must forget any partial frame. Payload: the dongle's address (UTF-8).
+    LINK_UP = 2
+    #: The radio reported the link lost. No payload.
+    LINK_DOWN = 3
+
+
+class CaptureRecord(NamedTuple):
+    """One record: when it was received, what kind it is, and its payload."""
+
+    offset_ns: int
+    """Nanoseconds since the start of the capture (a monotonic clock)."""
+    kind: int
+    """A :class:`RecordKind` value, or a code this version does not know."""
+    data: bytes
+
+
+@attrs.frozen
+class CaptureHeader:
+    """What a capture says about itself."""
+
+    version: int
+    vin: str
+    #: Unix time, in nanoseconds, of offset 0.
+    started_at_ns: int
+    #: The whole metadata object, including keys this version does not use.
+    metadata: Mapping[str, Any]
+
+    @property
+    def started_at(self) -> dt.datetime:
+        """Offset 0 as an aware UTC datetime."""
+        return self.at(0)
+
+    def at(self, offset_ns: int) -> dt.datetime:
+        """The wall-clock time of a record ``offset_ns`` into the capture."""
+        ns = self.started_at_ns + offset_ns
+        # Whole seconds and microseconds apart: a float would round the nanoseconds.
+        return dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC).replace(
+            microsecond=ns // 1000 % 1_000_000
+        )
+
+    @property
+    def time_scale(self) -> float:
+        """How much faster than real time the recorded vehicle ran (simulations), else 1."""
+        value = self.metadata.get("time_scale", 1)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            return 1.0
+        return float(value)
+
+
+class CaptureWriter:
+    """Appends records to a new capture file; a crash loses at most the record being written.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "drive.o2xcap"
+    >>> with CaptureWriter(path, vin="VR1AB12C3D4567890") as capture:
+    ...     capture.link_up("E2:4D:C9:F0:90:CC")
+    ...     capture.notification(b"\\xa5\\x01")
+    >>> with CaptureReader.open(path) as reader:
+    ...     [RecordKind(r.kind).name for r in reader]
+    ['LINK_UP', 'NOTIFICATION']
+
+    The file is created (replacing any file of that name) and its header written
+    when the writer is made, so an unwritable path fails at once, before any
+    radio is touched. ``metadata`` adds keys to the header (``source``,
+    ``time_scale``...). Each record goes to the operating system in one ``write``
+    as it is added; :meth:`close` also syncs the file to disk.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        vin: str,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.vin = normalize_vin(vin)
+        # The two clocks are read together: offsets come from the monotonic one (a
+        # clock adjustment mid-drive must not bend the timeline), the wall clock
+        # only dates offset 0.
+        self._t0 = time.monotonic_ns()
+        self.started_at_ns = time.time_ns()
+        meta = dict(metadata or {})
+        meta.update(vin=self.vin, started_at_ns=self.started_at_ns)
+        blob = json.dumps(meta, separators=(",", ":"), sort_keys=True).encode()
+        #: Records written so far.
+        self.records = 0
+        #: Bytes in the file so far, header included.
+        self.size = 0
+        #: Why writing stopped, if it failed (the file keeps what was written before).
+        self.error: OSError | None = None
+        # Unbuffered: every write below is one system call, so nothing waits in a
+        # buffer of ours when the process dies.
+        self._file: IO[bytes] | None = open(self.path, "wb", buffering=0)  # noqa: SIM115
+        try:
+            self._write(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(blob)) + blob)
+        except BaseException:
+            self.close()
+            raise
+
+    def write(
+        self, kind: RecordKind | int, data: bytes = b"", *, offset_ns: int | None = None
+    ) -> None:
+        """Append one record, stamped now unless ``offset_ns`` is given."""
+        if self._file is None:
+            raise ValueError("the capture is closed")
+        if len(data) > _MAX_PAYLOAD:
+            raise ValueError(f"a record holds at most {_MAX_PAYLOAD} bytes, not {len(data)}")
+        if not 0 < kind <= 0xFF:
+            raise ValueError(f"a record kind is 1..255, not {kind}")
+        if offset_ns is None:
+            offset_ns = time.monotonic_ns() - self._t0
+        self._write(_RECORD.pack(offset_ns, kind, len(data)) + data)
+        self.records += 1
+
+    def notification(self, data: bytes) -> None:
+        """Append a telemetry notification received now."""
+        self.write(RecordKind.NOTIFICATION, data)
+
+    def link_up(self, address: str = "") -> None:
+        """Mark the start of a new link (to the dongle at ``address``)."""
+        self.write(RecordKind.LINK_UP, address.encode())
+
+    def link_down(self) -> None:
+        """Mark that the radio reported the link lost."""
+        self.write(RecordKind.LINK_DOWN)
+
+    def _write(self, blob: bytes) -> None:
+        assert self._file is not None
+        view = memoryview(blob)
+        while view:  # a regular file takes it all at once; a partial write is not an error
+            view = view[self._file.write(view) :]
+        self.size += len(blob)
+
+    def close(self) -> None:
+        """Sync the file to disk and close it. Safe to call more than once."""
+        file, self._file = self._file, None
+        if file is None:
+            return
+        try:
+            os.fsync(file.fileno())
+        except OSError:
+            pass  # not every file system can; the data has reached the OS already
+        finally:
+            file.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._file is None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class CaptureReader:
+    """Reads a capture: :attr:`header` at once, then the records by iterating.
+
+    Raises :class:`CaptureError` if the file does not start with a valid header.
+    A record cut short at the end of the file (a recorder that was killed while
+    writing) ends the iteration quietly; :attr:`problem` then says what was left
+    over. Records of kinds this version does not know are returned as they are.
+    """
+
+    def __init__(self, file: IO[bytes], *, name: str = "capture") -> None:
+        self._file = file
+        self.name = name
+        #: A description of unreadable bytes at the end of the file, once iterated.
+        self.problem: str | None = None
+        #: Bytes consumed so far (for progress reporting).
+        self.position = 0
+        #: Records returned so far.
+        self.records = 0
+        self.header = self._read_header()
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> CaptureReader:
+        """Open the capture at ``path`` (use as a context manager to close it)."""
+        file = open(path, "rb")  # noqa: SIM115 - closed by the reader
+        try:
+            return cls(file, name=os.fspath(path))
+        except BaseException:
+            file.close()
+            raise
+
+    def _read_header(self) -> CaptureHeader:
+        preamble = self._read(_PREAMBLE.size)
+        if not preamble:
+            raise CaptureError(f"{self.name} is empty, not an o2x capture file")
+        if len(preamble) < len(MAGIC) or preamble[: len(MAGIC)] != MAGIC:
+            raise CaptureError(f"{self.name} is not an o2x capture file (its first bytes differ)")
+        if len(preamble) < _PREAMBLE.size:
+            raise CaptureError(f"{self.name}: the header is cut short")
+        _, version, length = _PREAMBLE.unpack(preamble)
+        if version != FORMAT_VERSION:
+            raise CaptureError(
+                f"{self.name} is a version {version} capture; "
+                f"this o2x reads version {FORMAT_VERSION}"
+            )
+        if length > _MAX_METADATA:
+            raise CaptureError(f"{self.name}: the header claims {length} bytes of metadata")
+        blob = self._read(length)
+        if len(blob) < length:
+            raise CaptureError(f"{self.name}: the header is cut short")
+        try:
+            metadata, vin, started = _parse_metadata(blob)
+        except (ValueError, KeyError, TypeError) as exc:  # InvalidVIN is a ValueError
+            raise CaptureError(f"{self.name}: the header's metadata is damaged ({exc})") from exc
+        self.position = _PREAMBLE.size + length
+        return CaptureHeader(version, vin, started, metadata)
+
+    def __iter__(self) -> Iterator[CaptureRecord]:
+        read = self._read
+        size = _RECORD.size
+        unpack = _RECORD.unpack
+        while True:
+            head = read(size)
+            if len(head) < size:
+                if head:
+                    self._torn(len(head), None)
+                return
+            offset_ns, kind, length = unpack(head)
+            if kind == 0:
+                # No writer uses kind 0: this is where the data ends and something
+                # else (typically the zeros a crash can leave) begins.
+                rest = len(read())
+                self.problem = (
+                    f"unreadable data from byte {self.position} on ({size + rest} bytes ignored)"
+                )
+                return
+            data = read(length)
+            if len(data) < length:
+                self._torn(size + len(data), size + length)
+                return
+            self.position += size + length
+            self.records += 1
+            yield CaptureRecord(offset_ns, kind, data)
+
+    def _read(self, size: int = -1) -> bytes:
+        try:
+            return self._file.read(size)
+        except OSError as exc:
+            raise CaptureError(f"cannot read {self.name}: {exc.strerror or exc}") from exc
+
+    def _torn(self, have: int, want: int | None) -> None:
+        whole = f"of {want} " if want is not None else ""
+        self.problem = (
+            f"the last record is cut short ({have} bytes {whole}at byte {self.position}); "
+            "the recording was probably interrupted"
+        )
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _parse_metadata(blob: bytes) -> tuple[dict[str, Any], str, int]:
+    metadata = json.loads(blob)
+    if not isinstance(metadata, dict):
+        raise TypeError("the metadata is not a JSON object")
+    started = metadata["started_at_ns"]
+    if isinstance(started, bool) or not isinstance(started, int):
+        raise TypeError("started_at_ns is not an integer")
+    return metadata, normalize_vin(metadata["vin"]), started
+
+
+class LinkChange(NamedTuple):
+    """A link came up (``up``, with the dongle's ``address``) or was lost."""
+
+    up: bool
+    address: str = ""
+
+
+def replay(
+    records: Iterable[CaptureRecord], decoder: FrameDecoder | None = None
+) -> Iterator[tuple[int, Frame | LinkChange]]:
+    """Decode records as the live client did: ``(offset_ns, frame or link change)`` pairs.
+
+    Notifications go through ``decoder`` (a new :class:`~o2x.frames.FrameDecoder`
+    by default; pass one to read its statistics afterwards), which forgets any
+    partial frame at each new link, exactly as :class:`~o2x.O2XVehicle` does on
+    reconnecting. Records of unknown kinds are skipped.
+    """
+    if decoder is None:
+        decoder = FrameDecoder()
+    feed = decoder.feed
+    for offset_ns, kind, data in records:
+        if kind == RecordKind.NOTIFICATION:
+            for frame in feed(data):
+                yield offset_ns, frame
+        elif kind == RecordKind.LINK_UP:
+            decoder.reset()
+            yield offset_ns, LinkChange(True, data.decode("utf-8", "replace"))
+        elif kind == RecordKind.LINK_DOWN:
+            yield offset_ns, LinkChange(False)
+
+
+class RecordingVehicle(O2XVehicle):
+    """An :class:`~o2x.O2XVehicle` that also appends its raw notifications to a capture.
+
+    Made and used exactly like :class:`~o2x.O2XVehicle`; set :attr:`capture` before
+    entering::
+
+        with CaptureWriter("drive.o2xcap", vin=vin) as capture:
+            car = RecordingVehicle.first_time(vin)
+            car.capture = capture
+            async with car:
+                ...
+
+    Every notification the radio delivers for the current link is written before
+    it is decoded, with a ``LINK_UP`` record ahead of each link's first
+    notification and a ``LINK_DOWN`` record when the radio reports the link lost.
+    Writing never disturbs the vehicle: if the file cannot be written, recording
+    stops and the error is kept in ``capture.error``.
+    """
+
+    #: Where notifications are written; ``None`` records nothing.
+    capture: CaptureWriter | None = None
+    # Links are numbered by the transport; a number below the newest one seen is
+    # a late callback of a link that has been replaced.
+    _capture_link = -1
+
+    def notifications(self, generation: int, chunks: list[bytes]) -> None:
+        """Write the notifications, then decode and deliver them as usual."""
+        capture = self.capture
+        # No address: the vehicle has torn this link down itself and ignores it.
+        if (
+            capture is not None
+            and not capture.closed
+            and capture.error is None
+            and generation >= self._capture_link
+            and self.address is not None
+        ):
+            try:
+                if generation != self._capture_link:
+                    self._capture_link = generation
+                    capture.link_up(self.address)
+                for chunk in chunks:
+                    capture.notification(chunk)
+            except OSError as exc:
+                capture.error = exc
+        super().notifications(generation, chunks)
+
+    def link_lost(self, generation: int) -> None:
+        """Write a ``LINK_DOWN`` record, then handle the loss as usual."""
+        capture = self.capture
+        if (
+            capture is not None
+            and not capture.closed
+            and capture.error is None
+            and generation == self._capture_link
+        ):
+            try:
+                capture.link_down()
+            except OSError as exc:
+                capture.error = exc
+        super().link_lost(generation)

@@ -1,0 +1,367 @@
+"""The ``o2x`` command: try the library on a simulated car, find and follow a real one,
+record its telemetry and decode recordings offline.
+
+This module only parses the command line (click); the commands live in the
+modules beside it. Expected failures end with one line on stderr and the exit
+code listed in ``o2x --help`` (:class:`~o2x.cli._common.ExitCode`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .. import __version__, _state
+from ._common import (
+    EXIT_CODES_HELP,
+    ExitCode,
+    check_vin,
+    consoles,
+    remembered,
+    run,
+    simulation,
+    state_dir,
+)
+
+__all__ = ["ExitCode", "cli", "main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_STOPPED = "Stopped; the vehicle was disconnected."
+
+
+def _simulate_options(f: F) -> F:
+    f = click.option(
+        "--sim-speed",
+        type=click.FloatRange(min=0, min_open=True),
+        default=10.0,
+        show_default=True,
+        metavar="FACTOR",
+        help="With --simulate: how many times faster than real time the simulated car lives.",
+    )(f)
+    f = click.option(
+        "--sim-vin",
+        metavar="VIN",
+        help="With --simulate: the VIN the simulated car advertises "
+        "(default: the VIN asked for, else VR1AB12C3D4567890).",
+    )(f)
+    f = click.option(
+        "--simulate",
+        is_flag=True,
+        help="Use a simulated car on a virtual Bluetooth radio instead of the system's Bluetooth.",
+    )(f)
+    return f
+
+
+def _backend_option(f: F) -> F:
+    return click.option(
+        "--backend",
+        type=click.Choice(["asyncio", "trio"]),
+        default="asyncio",
+        show_default=True,
+        help="The async library to run the client on.",
+    )(f)
+
+
+def _json_option(help_text: str) -> Callable[[F], F]:
+    return click.option("--json", "json_mode", is_flag=True, help=help_text)
+
+
+def _timeout_option(f: F) -> F:
+    return click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        metavar="SECONDS",
+        help="Give up scanning for the car after this long "
+        "[default: 60 for a VIN, no limit with --previous].",
+    )(f)
+
+
+def _vehicle_arguments(f: F) -> F:
+    f = click.option(
+        "--previous",
+        is_flag=True,
+        help="The vehicle connected to last (see `o2x vin`), instead of a VIN.",
+    )(f)
+    return click.argument("vin", required=False)(f)
+
+
+def _target(
+    *,
+    vin: str | None,
+    previous: bool,
+    timeout: float | None,
+    simulate: bool,
+    sim_vin: str | None,
+    sim_speed: float,
+    backend: str,
+) -> Any:
+    from ._live import Target
+
+    if vin is not None and previous:
+        raise click.UsageError("give a VIN or --previous, not both")
+    if vin is None and not previous:
+        raise click.UsageError("give the car's VIN, or --previous for the one connected to last")
+    if previous:
+        wanted = remembered(simulate).vin
+    else:
+        assert vin is not None
+        wanted = check_vin(vin)
+    sim = simulation(simulate, sim_vin, wanted, sim_speed)
+    return Target(wanted, previous, timeout, sim, backend)
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EXIT_CODES_HELP,
+)
+@click.version_option(__version__, prog_name="o2x")
+def cli() -> None:
+    """Live telemetry from a Citroën AMI or Opel Rocks-e, over Bluetooth LE.
+
+    Start with `o2x demo`: the real client following a simulated car. The
+    commands that talk to a car take --simulate to use a simulated one instead
+    of the system's Bluetooth.
+    """
+
+
+@cli.command()
+@_json_option(
+    "One JSON object per line, as the SDK delivers them, instead of the live view: "
+    "every reading and status change of pims.vehicle.informations, and the events."
+)
+@_backend_option
+# Tests run the scenario without its pauses; the pauses are only there for the viewer.
+@click.option("--pace", type=click.FloatRange(min=0), default=1.0, hidden=True)
+def demo(json_mode: bool, backend: str, pace: float) -> None:
+    """Watch the real client follow a simulated car through a short scenario (~20 s).
+
+    A simulated AMI on a virtual Bluetooth LE radio is parked, driven, parked
+    again, plugged in with its parking brake off (cantCharge), charged, and
+    loses its Bluetooth link; o2x reports each step as an application receives
+    it, reconnects by itself, and a summary ends the run. Needs the sim extra
+    (pip install 'o2x[sim]').
+    """
+    from ._demo import Demo
+
+    out, err = consoles()
+    show = Demo(out, err, json_mode=json_mode, pace=pace)
+    run(show.run, backend=backend, on_interrupt="Demo interrupted.", err=err)
+
+
+@cli.command()
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to listen.",
+)
+@_json_option("One JSON object per dongle and line.")
+@_simulate_options
+def scan(
+    timeout: float, json_mode: bool, simulate: bool, sim_vin: str | None, sim_speed: float
+) -> None:
+    """List the O2X dongles nearby: VIN, address, signal strength (RSSI) and name.
+
+    Exits with 4 if none is heard.
+    """
+    from ._live import scan as scan_for
+
+    out, err = consoles()
+    sim = simulation(simulate, sim_vin, None, sim_speed)
+    run(partial(scan_for, out, err, seconds=timeout, sim=sim, json_mode=json_mode), err=err)
+
+
+@cli.command()
+@_vehicle_arguments
+@click.option(
+    "--reception",
+    type=click.Choice(["status", "information"]),
+    default="status",
+    show_default=True,
+    help="status: the status, then each change of it; information: every reading "
+    "(about ten a second).",
+)
+@_json_option(
+    "One JSON object per line, as the SDK delivers them (pims.vehicle.informations "
+    "and pims.vehicle.event)."
+)
+@_timeout_option
+@click.option(
+    "--count", type=click.IntRange(min=1), metavar="N", help="Stop after N readings (exit 0)."
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Stop after streaming this long (exit 0).",
+)
+@_backend_option
+@_simulate_options
+def watch(
+    *,
+    vin: str | None,
+    previous: bool,
+    reception: str,
+    json_mode: bool,
+    timeout: float | None,
+    count: int | None,
+    duration: float | None,
+    backend: str,
+    simulate: bool,
+    sim_vin: str | None,
+    sim_speed: float,
+) -> None:
+    """Follow a vehicle: its status changes (or every reading) and events, until Ctrl-C.
+
+    Scans for the car (a spinner shows the time against the scan timeout),
+    connects, and keeps the connection: a lost link is reported as the
+    'disconnected' event and the car is found again by itself. Ctrl-C
+    disconnects cleanly and exits with 130. The first connection to a VIN
+    remembers it for --previous.
+    """
+    from ._live import watch as follow
+
+    out, err = consoles()
+    target = _target(
+        vin=vin,
+        previous=previous,
+        timeout=timeout,
+        simulate=simulate,
+        sim_vin=sim_vin,
+        sim_speed=sim_speed,
+        backend=backend,
+    )
+    run(
+        partial(
+            follow,
+            out,
+            err,
+            target,
+            reception=reception,
+            json_mode=json_mode,
+            count=count,
+            duration=duration,
+        ),
+        backend=backend,
+        on_interrupt=_STOPPED,
+        err=err,
+    )
+
+
+@cli.command("vin")
+@click.option("--simulate", is_flag=True, help="The vehicle remembered by simulated runs.")
+def vin_command(simulate: bool) -> None:
+    """Print the VIN of the vehicle connected to last (the one --previous uses)."""
+    out, err = consoles()
+    vehicle = remembered(simulate)
+    out.print(vehicle.vin)
+    if err.is_terminal:
+        where = _state.state_file(state_dir(simulate))
+        err.print(f"[dim]dongle {vehicle.address}, remembered in {where}[/]")
+
+
+@cli.command()
+@_vehicle_arguments
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    metavar="FILE",
+    help="The capture file to write (replaced if it exists); .o2xcap by convention.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Stop after recording this long (exit 0) [default: until Ctrl-C].",
+)
+@_timeout_option
+@_json_option("Also print each reading and event, decoded live, as JSON lines.")
+@_backend_option
+@_simulate_options
+def record(
+    *,
+    vin: str | None,
+    previous: bool,
+    output: Path,
+    duration: float | None,
+    timeout: float | None,
+    json_mode: bool,
+    backend: str,
+    simulate: bool,
+    sim_vin: str | None,
+    sim_speed: float,
+) -> None:
+    """Record a vehicle's raw telemetry notifications to a capture file.
+
+    The file keeps every notification with the time it was received, flushed
+    as it comes: if the recording is killed, at most the last record is lost.
+    Decode it with `o2x replay`. Ctrl-C stops the recording cleanly (exit 130).
+    """
+    from ._live import record as record_to
+
+    out, err = consoles()
+    target = _target(
+        vin=vin,
+        previous=previous,
+        timeout=timeout,
+        simulate=simulate,
+        sim_vin=sim_vin,
+        sim_speed=sim_speed,
+        backend=backend,
+    )
+    run(
+        partial(record_to, out, err, target, path=output, duration=duration, json_mode=json_mode),
+        backend=backend,
+        on_interrupt="Stopped; the capture is complete up to now.",
+        err=err,
+    )
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--json", "json_mode", is_flag=True, help="SDK-shaped JSON lines, as `o2x watch --json`."
+)
+@click.option("--csv", "csv_mode", is_flag=True, help="CSV with a header row.")
+@click.option(
+    "--reception",
+    type=click.Choice(["information", "status"]),
+    default="information",
+    show_default=True,
+    help="information: every reading; status: the first status and each change.",
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE.png",
+    help="Also draw state of charge, speed, autonomy and status over time into a PNG "
+    "(needs matplotlib: pip install 'o2x[plot]'). Alone, it lists no records.",
+)
+def replay(file: Path, json_mode: bool, csv_mode: bool, reception: str, plot: Path | None) -> None:
+    """Decode a capture file made by `o2x record`, offline.
+
+    The notifications go through the same decoder as live data; a record cut
+    short at the end of the file (an interrupted recording) is reported and
+    everything before it is read.
+    """
+    from ._replay import replay_file
+
+    if json_mode and csv_mode:
+        raise click.UsageError("choose one of --json and --csv")
+    fmt = "json" if json_mode else "csv" if csv_mode else None if plot is not None else "text"
+    out, err = consoles()
+    replay_file(out, err, file, fmt=fmt, reception=reception, plot=plot)
+
+
+def main() -> None:
+    """Run the ``o2x`` command."""
+    cli(prog_name="o2x")

@@ -1,0 +1,348 @@
+"""``o2x scan``, ``o2x watch`` and ``o2x record``: the commands that talk to a vehicle."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any, Final, TypeVar, cast
+
+import anyio
+import attrs
+from bleak import BleakScanner
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakError
+from rich.console import Console, RenderableType
+from rich.live import Live
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+from .. import __version__
+from ..capture import CaptureWriter, RecordingVehicle
+from ..errors import BluetoothUnavailable
+from ..machine import Timeouts
+from ..model import Event, EventKind, VehicleInfo
+from ..profile import advertised_vin
+from ..transport import bluetooth_hint
+from ..vehicle import O2XVehicle, Radio, Stream
+from ._common import (
+    ExitCode,
+    Failure,
+    Simulation,
+    describe_size,
+    event_json,
+    event_text,
+    open_radio,
+    reading_text,
+    remove_quietly,
+    sample_json,
+    spinner,
+    state_dir,
+    write_line,
+)
+
+#: The SDK's default scan timeout, in seconds.
+DEFAULT_SCAN_TIMEOUT: Final = 60.0
+
+V = TypeVar("V", bound=O2XVehicle)
+
+
+# --- scan ----------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Dongle:
+    """An O2X dongle heard while scanning."""
+
+    vin: str
+    address: str
+    rssi: int
+    name: str
+
+
+async def scan(
+    out: Console, err: Console, *, seconds: float, sim: Simulation | None, json_mode: bool
+) -> None:
+    """List the O2X dongles heard within ``seconds``, strongest first."""
+    found: dict[str, Dongle] = {}
+    async with open_radio(sim) as radio:
+        kwargs = radio.scanner_kwargs() if radio is not None else {}
+
+        def detected(device: BLEDevice, advertisement: AdvertisementData) -> None:
+            vin = advertised_vin(advertisement.manufacturer_data)
+            if vin is not None:
+                name = advertisement.local_name or device.name or ""
+                found[device.address] = Dongle(vin, device.address, advertisement.rssi, name)
+
+        # bleak is asyncio-only and so is this command: no portal is needed.
+        with spinner(err, "Scanning for O2X dongles", seconds) as describe:
+            try:
+                scanner = BleakScanner(detection_callback=detected, **kwargs)
+                await scanner.start()
+            except (OSError, BleakError) as exc:
+                if radio is not None:
+                    raise
+                raise BluetoothUnavailable(
+                    f"Bluetooth is not available ({type(exc).__name__}: {exc}): {bluetooth_hint()}"
+                ) from exc
+            try:
+                deadline = anyio.current_time() + seconds
+                while (left := deadline - anyio.current_time()) > 0:
+                    describe(f"Scanning for O2X dongles: {len(found)} found")
+                    await anyio.sleep(min(0.2, left))
+            finally:
+                await scanner.stop()
+    if not found:
+        raise Failure(
+            f"no O2X dongle found within {seconds:g} s; check that the car is switched on "
+            "and within Bluetooth range (a few metres), or scan longer with --timeout",
+            ExitCode.NOT_FOUND,
+        )
+    dongles = sorted(found.values(), key=lambda d: (-d.rssi, d.vin))
+    if json_mode:
+        for dongle in dongles:
+            write_line(json.dumps(attrs.asdict(dongle)))
+    elif out.is_terminal:
+        table = Table(title=f"O2X dongles heard in {seconds:g} s", title_justify="left")
+        table.add_column("VIN", style="bold")
+        table.add_column("Address")
+        table.add_column("RSSI", justify="right")
+        table.add_column("Name")
+        for dongle in dongles:
+            table.add_row(dongle.vin, dongle.address, f"{dongle.rssi} dBm", dongle.name)
+        out.print(table)
+    else:
+        for dongle in dongles:
+            write_line(f"{dongle.vin}\t{dongle.address}\t{dongle.rssi}\t{dongle.name}")
+
+
+# --- connecting ----------------------------------------------------------------------
+
+
+@attrs.frozen
+class Target:
+    """Which vehicle to connect to, and how."""
+
+    #: The VIN asked for, or the remembered one with ``previous``.
+    vin: str
+    previous: bool
+    #: Give up scanning after this long; ``None``: the default (60 s, or no limit
+    #: for the previous vehicle, as in the SDK).
+    timeout: float | None
+    sim: Simulation | None
+    backend: str = "asyncio"
+
+    @property
+    def scan_limit(self) -> float | None:
+        if self.timeout is not None:
+            return self.timeout
+        return None if self.previous else DEFAULT_SCAN_TIMEOUT
+
+
+def make_vehicle(cls: type[V], target: Target, radio: Radio | None) -> V:
+    """The vehicle object for ``target`` (not entered yet)."""
+    directory = state_dir(target.sim is not None)
+    limit = target.scan_limit
+    # The constructors are typed as returning O2XVehicle, but make an instance of cls.
+    if limit is None:
+        return cast(V, cls.previous(radio=radio, state_dir=directory))
+    # The remembered vehicle with a time limit is a first-time subscription to its
+    # VIN: only first_time() scans with a timeout.
+    car = cls.first_time(
+        target.vin, timeouts=Timeouts(scan=limit), radio=radio, state_dir=directory
+    )
+    return cast(V, car)
+
+
+@asynccontextmanager
+async def connected(
+    cls: type[V],
+    target: Target,
+    err: Console,
+    *,
+    prepare: Callable[[V], None] | None = None,
+) -> AsyncIterator[V]:
+    """The vehicle, scanned for (with a spinner) and connected, for the block."""
+    async with AsyncExitStack() as stack:
+        radio = await stack.enter_async_context(open_radio(target.sim))
+        car = make_vehicle(cls, target, radio)
+        if prepare is not None:
+            prepare(car)
+        where = "simulated radio" if target.sim is not None else "Bluetooth"
+        with spinner(err, f"Scanning for {target.vin} ({where})", target.scan_limit):
+            await stack.enter_async_context(car)
+        yield car
+
+
+def _clock(info: VehicleInfo) -> str:
+    return info.received_at.astimezone().strftime("%H:%M:%S")
+
+
+async def _report_events(
+    car: O2XVehicle, events: Stream[Event], out: Console, json_mode: bool
+) -> None:
+    async for event in events:
+        if json_mode:
+            write_line(event_json(event.kind))
+            continue
+        stamp = event.at.astimezone().strftime("%H:%M:%S")
+        out.print(Text(f"{stamp}  ") + event_text(event))
+        if event.kind is EventKind.DISCONNECTED:
+            # The first reading after a loss comes from the new link.
+            async with car.samples(buffer=1) as after:
+                async for _ in after:
+                    out.print(
+                        Text(f"{time.strftime('%H:%M:%S')}  ")
+                        + Text("reconnected", style="bold green")
+                        + Text(f"  to {car.address}; readings resume")
+                    )
+                    break
+
+
+# --- watch ---------------------------------------------------------------------------
+
+
+async def watch(
+    out: Console,
+    err: Console,
+    target: Target,
+    *,
+    reception: str,
+    json_mode: bool,
+    count: int | None,
+    duration: float | None,
+) -> None:
+    """Print readings (every one, or status changes) and events until told to stop."""
+    async with connected(O2XVehicle, target, err) as car:
+        if not json_mode:
+            until = "press Ctrl-C to stop" if count is None and duration is None else "streaming"
+            err.print(f"Connected to {car.vin} at {car.address}; {until}.")
+        readings = car.samples() if reception == "information" else car.status_changes()
+        events = car.events()
+        shown = 0
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_report_events, car, events, out, json_mode)
+            with anyio.move_on_after(duration if duration is not None else math.inf):
+                async for info in readings:
+                    if json_mode:
+                        write_line(sample_json(info, reception))
+                    else:
+                        out.print(Text(f"{_clock(info)}  ") + reading_text(info))
+                    shown += 1
+                    if count is not None and shown >= count:
+                        break
+            tg.cancel_scope.cancel()
+
+
+# --- record --------------------------------------------------------------------------
+
+
+class _RecordingStatus:
+    """The one-line status shown on stderr while recording (redrawn by rich's thread)."""
+
+    def __init__(self, capture: CaptureWriter, path: Path, duration: float | None) -> None:
+        self.capture = capture
+        self.path = path
+        self.duration = duration
+        self.latest: VehicleInfo | None = None
+        self.started = time.monotonic()
+        self._spinner = Spinner("dots", style="red")
+
+    def __rich__(self) -> RenderableType:
+        elapsed = time.monotonic() - self.started
+        clock = f"{elapsed:.1f} s" + (f" of {self.duration:g} s" if self.duration else "")
+        text = Text.assemble(
+            ("Recording ", "bold red"),
+            f"{self.capture.vin} to {self.path}  {clock}  ·  {self.capture.records} records, "
+            f"{describe_size(self.capture.size)}",
+        )
+        if self.latest is not None:
+            soc = self.latest.data.battery_soc
+            text.append(f"  ·  {self.latest.status.value}")
+            if soc is not None:
+                text.append(f", SoC {soc.value} %")
+        self._spinner.update(text=text)
+        return self._spinner
+
+
+async def record(
+    out: Console,
+    err: Console,
+    target: Target,
+    *,
+    path: Path,
+    duration: float | None,
+    json_mode: bool,
+) -> None:
+    """Record the vehicle's raw notifications to ``path`` for ``duration`` s (or until stopped)."""
+    metadata: dict[str, Any] = {"recorder": f"o2x {__version__}"}
+    if target.sim is not None:
+        metadata.update(source="simulated", time_scale=target.sim.speed)
+    else:
+        metadata["source"] = "bluetooth"
+    try:
+        capture = CaptureWriter(path, vin=target.vin, metadata=metadata)
+    except OSError as exc:
+        raise Failure(
+            f"cannot write the capture file {path}: {exc.strerror or exc}", ExitCode.CAPTURE
+        ) from None
+    started = time.monotonic()
+    recorder: RecordingVehicle | None = None
+    try:
+        with capture:
+
+            def attach(car: RecordingVehicle) -> None:
+                car.capture = capture
+
+            async with connected(RecordingVehicle, target, err, prepare=attach) as car:
+                recorder = car
+                status = _RecordingStatus(capture, path, duration)
+                started = status.started
+                live = Live(
+                    status,
+                    console=err,
+                    transient=True,
+                    refresh_per_second=8,
+                    redirect_stdout=False,
+                    redirect_stderr=False,
+                )
+                samples, events = car.samples(), car.events()
+                try:
+                    if err.is_terminal:
+                        live.start()
+                    async with anyio.create_task_group() as tg:
+                        if json_mode:
+                            tg.start_soon(_report_events, car, events, out, True)
+                        with anyio.move_on_after(duration if duration is not None else math.inf):
+                            async for info in samples:
+                                status.latest = info
+                                if json_mode:
+                                    write_line(sample_json(info, "information"))
+                                if capture.error is not None:
+                                    raise Failure(
+                                        f"cannot write the capture file {path}: "
+                                        f"{capture.error.strerror or capture.error}",
+                                        ExitCode.CAPTURE,
+                                    )
+                        tg.cancel_scope.cancel()
+                finally:
+                    live.stop()
+    finally:
+        if capture.records == 0:
+            # Nothing was received (the car was not found): no empty capture left behind.
+            remove_quietly(path)
+        elif recorder is not None:
+            # Counted once the vehicle is left: what was decoded while it disconnected too.
+            stats = recorder.stats
+            summary = (
+                f"Recorded {time.monotonic() - started:.1f} s from {target.vin} to {path}: "
+                f"{capture.records} records ({describe_size(capture.size)}); "
+                f"{stats.frames} frames decoded, {stats.crc_errors} CRC errors, "
+                f"{stats.reconnects} reconnects"
+            )
+            (err if json_mode else out).print(summary)

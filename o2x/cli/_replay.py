@@ -1,0 +1,259 @@
+"""``o2x replay``: decode a capture file offline, as text, SDK JSON lines or CSV, and plot it."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Final
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.text import Text
+
+from ..capture import CaptureError, CaptureHeader, CaptureReader, LinkChange, replay
+from ..frames import EventFrame, FrameDecoder, IdentityFrame, InfoFrame
+from ..model import EventKind, VehicleInfo, VehicleStatus
+from ._common import (
+    EVENT_MEANING,
+    ExitCode,
+    Failure,
+    describe_size,
+    event_json,
+    reading_text,
+    sample_json,
+    translate,
+    write_line,
+)
+
+#: Files at least this big get a progress bar (on a terminal).
+PROGRESS_FROM: Final = 1 << 20
+
+CSV_COLUMNS: Final = (
+    "time",
+    "t_s",
+    "kind",
+    "seq",
+    "status",
+    "batterySoc",
+    "systemState",
+    "batteryState",
+    "remainingAutonomy",
+    "rnd",
+    "chargeDelay",
+    "parkBrakeStatus",
+    "totalOdometer",
+    "currentAlert",
+    "previousAlert",
+    "event",
+)
+
+
+def _iso_ms(at: dt.datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+class _Printer:
+    """Writes decoded records in one of the output formats."""
+
+    def __init__(self, out: Console, fmt: str, reception: str) -> None:
+        self.out = out
+        self.fmt = fmt
+        self.reception = reception
+        self._csv = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
+        if self._csv is not None:
+            self._csv.writerow(CSV_COLUMNS)
+
+    def reading(self, at: dt.datetime, t: float, info: VehicleInfo, seq: int) -> None:
+        if self.fmt == "json":
+            write_line(sample_json(info, self.reception))
+        elif self._csv is not None:
+            data = info.data
+            self._csv.writerow(
+                (
+                    _iso_ms(at),
+                    f"{t:.3f}",
+                    self.reception,
+                    seq,
+                    info.status.value,
+                    _value(data.battery_soc),
+                    data.system_state.value,
+                    data.battery_state.value,
+                    _value(data.remaining_autonomy),
+                    data.rnd.value,
+                    _value(data.charge_delay),
+                    data.park_brake_status.value,
+                    _value(data.total_odometer),
+                    "|".join(info.current_alert.active()),
+                    "|".join(info.previous_alert.active()),
+                    "",
+                )
+            )
+        elif self.fmt == "text":
+            self.out.print(Text(f"{t:10.3f} s  ") + reading_text(info))
+
+    def event(self, at: dt.datetime, t: float, kind: EventKind | None, code: int, seq: int) -> None:
+        if kind is None:
+            if self.fmt == "text":
+                self.out.print(Text(f"{t:10.3f} s  ") + Text(f"event code 0x{code:02X} (unknown)"))
+            return
+        if self.fmt == "json":
+            write_line(event_json(kind))
+        elif self._csv is not None:
+            self._csv.writerow((_iso_ms(at), f"{t:.3f}", "event", seq, *[""] * 11, kind.value))
+        elif self.fmt == "text":
+            self.out.print(
+                Text(f"{t:10.3f} s  ")
+                + Text.assemble((kind.value, "bold red"), f"  {EVENT_MEANING[kind]}")
+            )
+
+    def link(self, at: dt.datetime, t: float, change: LinkChange) -> None:
+        if change.up:
+            if self.fmt == "text":
+                where = f" to {change.address}" if change.address else ""
+                self.out.print(Text(f"{t:10.3f} s  ") + Text(f"link up{where}", style="green"))
+            return
+        # The live client reports a lost link as a 'disconnected' event: so does replay.
+        self.event(at, t, EventKind.DISCONNECTED, 0, -1)
+
+    def identity(self, t: float, frame: IdentityFrame) -> None:
+        if self.fmt == "text":
+            major, minor = frame.firmware
+            self.out.print(
+                Text(f"{t:10.3f} s  identity {frame.vin}, dongle firmware {major}.{minor}")
+            )
+
+
+def _value(measure: object) -> str:
+    value = getattr(measure, "value", None)
+    return "" if value is None else str(value)
+
+
+@contextmanager
+def _progress(err: Console, size: int) -> Iterator[Callable[[int], None]]:
+    if size < PROGRESS_FROM or not err.is_terminal:
+        yield lambda _: None
+        return
+    progress = Progress(
+        TextColumn("Decoding"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
+    with progress:
+        task = progress.add_task("decode", total=size)
+        yield lambda position: progress.update(task, completed=position)
+
+
+def describe_header(path: Path, header: CaptureHeader, size: int) -> str:
+    """One line saying what a capture is."""
+    source = header.metadata.get("source")
+    how = f", {source}" if isinstance(source, str) else ""
+    if header.time_scale != 1:
+        how += f" at {header.time_scale:g}x speed"
+    started = header.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    return f"{path}: capture of {header.vin}, started {started}{how}, {describe_size(size)}"
+
+
+def replay_file(
+    out: Console,
+    err: Console,
+    path: Path,
+    *,
+    fmt: str | None,
+    reception: str,
+    plot: Path | None,
+) -> None:
+    """Decode ``path`` and print it as ``fmt`` (``None``: nothing), plotting it if asked."""
+    series = None
+    if plot is not None:
+        from ._plot import Series, require_matplotlib
+
+        require_matplotlib()
+        series = Series()
+    try:
+        reader = CaptureReader.open(path)
+        size = path.stat().st_size
+    except OSError as exc:
+        raise Failure(f"cannot read {path}: {exc.strerror or exc}", ExitCode.CAPTURE) from None
+    except CaptureError as exc:
+        raise translate(exc) from None
+    # Notes go where they do not mix with machine-readable records.
+    notes = err if fmt in ("json", "csv") else out
+    printer = _Printer(out, fmt or "none", reception)
+    decoder = FrameDecoder()
+    readings = events = losses = 0
+    last_status: VehicleStatus | None = None
+    duration = 0.0
+    with reader:
+        header = reader.header
+        notes.print(describe_header(path, header, size))
+        try:
+            with _progress(err, size) as advance:
+                for count, (offset_ns, item) in enumerate(replay(reader, decoder)):
+                    t = offset_ns / 1e9
+                    duration = t
+                    if count % 4096 == 0:
+                        advance(reader.position)
+                    at = header.at(offset_ns)
+                    if isinstance(item, InfoFrame):
+                        readings += 1
+                        info = VehicleInfo.from_frame(item, vin=header.vin, received_at=at)
+                        if series is not None:
+                            data = info.data
+                            series.add(
+                                t,
+                                None if data.battery_soc is None else data.battery_soc.value,
+                                None
+                                if data.remaining_autonomy is None
+                                else data.remaining_autonomy.value,
+                                None if data.total_odometer is None else data.total_odometer.value,
+                                info.status,
+                            )
+                        # Statuses are reported as the live client does with no
+                        # change-status delay: the first one, then every change.
+                        if reception == "information" or info.status is not last_status:
+                            printer.reading(at, t, info, item.seq)
+                        last_status = info.status
+                    elif isinstance(item, EventFrame):
+                        events += 1
+                        if series is not None and item.kind is not None:
+                            series.events.append((t, item.kind.value))
+                        printer.event(at, t, item.kind, item.code, item.seq)
+                    elif isinstance(item, LinkChange):
+                        if not item.up:
+                            losses += 1
+                            if series is not None:
+                                series.link_losses.append(t)
+                        printer.link(at, t, item)
+                    else:
+                        printer.identity(t, item)
+        except CaptureError as exc:
+            raise translate(exc) from None
+    stats = decoder.stats
+    notes.print(
+        f"{reader.records} records over {duration:.1f} s: {readings} readings, {events} events, "
+        f"{losses} link losses; decoder: {stats.frames} frames, {stats.crc_errors} CRC errors, "
+        f"{stats.invalid_frames} invalid frames, {stats.bytes_discarded} bytes discarded, "
+        f"{stats.seq_gaps} sequence gaps"
+    )
+    if reader.problem is not None:
+        err.print(f"Warning: {path}: {reader.problem}; the records before it were read")
+    if series is not None and plot is not None:
+        from ._plot import draw
+
+        title = f"{header.vin}, {header.started_at.astimezone():%Y-%m-%d %H:%M}"
+        try:
+            draw(plot, series, title=title, time_scale=header.time_scale)
+        except OSError as exc:
+            raise Failure(
+                f"cannot write the plot {plot}: {exc.strerror or exc}", ExitCode.CAPTURE
+            ) from None
+        notes.print(f"Plot written to {plot}")
