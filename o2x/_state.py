@@ -48,14 +48,15 @@ def load(path: Path) -> RememberedVehicle | None:
     naming it; it is never silently replaced.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise StateFileError(f"cannot read the remembered vehicle from {path}: {exc}") from exc
     try:
-        return _parse(text)
-    except (ValueError, KeyError, TypeError, InvalidVIN) as exc:
+        # UnicodeDecodeError is a ValueError; json raises RecursionError for deep nesting.
+        return _parse(raw.decode("utf-8"))
+    except (ValueError, KeyError, TypeError, RecursionError, InvalidVIN) as exc:
         raise StateFileError(
             f"the remembered-vehicle file {path} is damaged ({exc}); "
             "delete it and connect with O2XVehicle.first_time(vin) again"
@@ -64,7 +65,8 @@ def load(path: Path) -> RememberedVehicle | None:
 
 def _parse(text: str) -> RememberedVehicle:
     data = json.loads(text)
-    if not isinstance(data, dict) or data.get("format") != _FORMAT:
+    fmt = data.get("format") if isinstance(data, dict) else None
+    if isinstance(fmt, bool) or fmt != _FORMAT:  # JSON true is not format 1
         raise ValueError(f"expected a JSON object with format {_FORMAT}")
     vin, address = data["vin"], data["address"]
     if not isinstance(address, str) or not address:

@@ -1,0 +1,209 @@
+"""The remembered-vehicle file: atomic under SIGKILL, private, and never silently replaced."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from o2x import StateFileError
+from o2x._state import RememberedVehicle, load, save, state_file
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes and signals")
+
+A = RememberedVehicle("VR1AB12C3D4567890", "C1:11:11:11:11:11")
+# Of another length, so that a torn write could not look like the other content.
+B = RememberedVehicle("VXKUHZKXZL4123456", "/org/bluez/hci0/dev_C2_22_22_22_22_22")
+
+# A server process that imports o2x once, then for each line on stdin forks a child
+# that saves A and B alternately, for ever, until the test SIGKILLs it. Forking
+# keeps each kill cheap: no interpreter start-up per kill.
+_WRITER = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    from o2x._state import RememberedVehicle, save
+
+    path = Path(sys.argv[1])
+    contents = [RememberedVehicle(*sys.argv[2:4]), RememberedVehicle(*sys.argv[4:6])]
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        pid = os.fork()
+        if pid == 0:
+            i = 0
+            while True:
+                save(path, contents[i % 2])
+                i += 1
+        print(pid, flush=True)
+        _, status = os.waitpid(pid, 0)
+        print(status, flush=True)
+    """
+)
+
+
+def _temp_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob(".vehicle-*.tmp"))
+
+
+@pytest.fixture
+def writer(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    path = tmp_path / "state" / "vehicle.json"
+    args = [sys.executable, "-c", _WRITER, str(path), A.vin, A.address, B.vin, B.address]
+    with subprocess.Popen(
+        args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+    ) as process:
+        try:
+            assert process.stdout is not None
+            assert process.stdout.readline() == "ready\n"
+            yield process
+        finally:
+            process.kill()
+
+
+def test_sigkill_mid_write_leaves_the_old_file_or_the_new_one(
+    writer: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    assert writer.stdin is not None
+    assert writer.stdout is not None
+    directory = tmp_path / "state"
+    path = directory / "vehicle.json"
+    rng = random.Random(20240611)
+    kills = 0
+    torn_writes = 0  # kills that landed between creating the temp file and renaming it
+    seen = set()
+    # At least 30 kills; more if none has yet landed inside a write (bounded).
+    while kills < 30 or (torn_writes == 0 and kills < 300):
+        before = len(_temp_files(directory)) if directory.exists() else 0
+        writer.stdin.write("go\n")
+        pid = int(writer.stdout.readline())
+        # Random points: from before the first write to well into the loop.
+        # (Sleeping is the point here: the delay is where the kill lands.)
+        delay = rng.choice([0.0, rng.uniform(0, 0.002), rng.uniform(0, 0.03)])
+        if delay:
+            time.sleep(delay)
+        os.kill(pid, signal.SIGKILL)
+        status = int(writer.stdout.readline())
+        # It died of the kill: it was still saving, and no save() ever raised.
+        assert os.WIFSIGNALED(status), f"the writer exited by itself (status {status})"
+        assert os.WTERMSIG(status) == signal.SIGKILL
+        kills += 1
+
+        loaded = load(path)  # the file is absent (no save completed yet) or whole
+        if loaded is None:
+            assert not path.exists()
+        else:
+            assert loaded in (A, B)
+            seen.add(loaded)
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        leftovers = _temp_files(directory) if directory.exists() else []
+        # One interrupted write leaves at most its own temp file, private like the file.
+        assert len(leftovers) <= before + 1
+        torn_writes += len(leftovers) - before
+        for leftover in leftovers:
+            assert stat.S_IMODE(leftover.stat().st_mode) == 0o600
+    assert torn_writes >= 1, "no kill landed inside a write; the test proved nothing"
+    assert seen == {A, B}, "the writer never got through both contents"
+    # Leftover temp files are ignored: loading reads vehicle.json only, and saving
+    # neither reads nor trips over them.
+    save(path, A)
+    assert load(path) == A
+    assert len(_temp_files(directory)) == torn_writes
+
+
+def test_created_private_in_a_private_directory(tmp_path: Path) -> None:
+    old_umask = os.umask(0)  # even with a permissive umask
+    try:
+        path = state_file(tmp_path / "new" / "o2x")
+        save(path, A)
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert load(path) == A
+    assert _temp_files(path.parent) == []
+
+
+def test_replacing_a_readable_file_makes_it_private(tmp_path: Path) -> None:
+    path = tmp_path / "vehicle.json"
+    path.write_text(json.dumps({"format": 1, "vin": A.vin, "address": A.address}))
+    path.chmod(0o644)
+    save(path, B)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load(path) == B
+
+
+def test_an_existing_directory_is_left_as_it_is(tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    save(tmp_path / "vehicle.json", A)
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o755
+
+
+def _doc(**fields: object) -> bytes:
+    return json.dumps(fields).encode()
+
+
+_VALID = _doc(format=1, vin=A.vin, address=A.address)
+
+DAMAGED = {
+    "empty": b"",
+    "truncated": _VALID[: len(_VALID) // 2],
+    "one byte short": _VALID[:-1],
+    "format 2": _doc(format=2, vin=A.vin, address=A.address),
+    "format 0": _doc(format=0, vin=A.vin, address=A.address),
+    "format as text": _doc(format="1", vin=A.vin, address=A.address),
+    "format true": _doc(format=True, vin=A.vin, address=A.address),
+    "no format": _doc(vin=A.vin, address=A.address),
+    "bad VIN letter": _doc(format=1, vin="VR1AB12C3D456789O", address=A.address),
+    "short VIN": _doc(format=1, vin="VR1AB12", address=A.address),
+    "VIN a number": _doc(format=1, vin=12345678901234567, address=A.address),
+    "no address": _doc(format=1, vin=A.vin),
+    "empty address": _doc(format=1, vin=A.vin, address=""),
+    "address a number": _doc(format=1, vin=A.vin, address=42),
+    "a list": json.dumps([1, A.vin, A.address]).encode(),
+    "null": b"null",
+    "binary": bytes(range(256)),
+    "not UTF-8": b'{"format": 1, "vin": "\xff\xfe", "address": "x"}',
+    "NUL bytes": b"\x00" * 64,
+    "deeply nested": b"[" * 100_000 + b"]" * 100_000,
+}
+
+
+@pytest.mark.parametrize("content", DAMAGED.values(), ids=DAMAGED.keys())
+def test_damaged_file_raises_naming_it_and_is_left_unchanged(
+    tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "vehicle.json"
+    path.write_bytes(content)
+    path.chmod(0o600)
+    before = path.stat()
+    with pytest.raises(StateFileError) as caught:
+        load(path)
+    assert str(path) in str(caught.value)
+    assert "first_time" in str(caught.value)  # and says what to do
+    assert path.read_bytes() == content
+    after = path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert _temp_files(tmp_path) == []
+
+
+def test_unreadable_file_raises_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "vehicle.json"
+    path.mkdir()  # a directory where the file should be: reading fails with an OSError
+    with pytest.raises(StateFileError, match="cannot read") as caught:
+        load(path)
+    assert str(path) in str(caught.value)
+
+
+def test_missing_file_is_no_vehicle(tmp_path: Path) -> None:
+    assert load(tmp_path / "vehicle.json") is None
+    assert load(tmp_path / "absent" / "vehicle.json") is None
