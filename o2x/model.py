@@ -11,7 +11,7 @@ import datetime as _dt
 import enum
 import re
 import string
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
@@ -123,9 +123,23 @@ def derive_status(system_state: SystemState, rnd: Gear) -> VehicleStatus:
     return VehicleStatus.UNKNOWN
 
 
+# derive_status for every (system state, gear), for the per-reading hot path.
+_STATUS: dict[tuple[SystemState, Gear], VehicleStatus] = {
+    (system_state, rnd): derive_status(system_state, rnd)
+    for system_state in SystemState
+    for rnd in Gear
+}
+
+
 # ISO 3779: 17 characters, digits and capitals without I, O and Q.
 _VIN_RE = re.compile(r"[A-HJ-NPR-Z0-9]{17}")
 _ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
+
+# Strings already checked, mapped to their normalised VIN: every reading carries the
+# vehicle's VIN through the converter below, so it is checked once, not per reading.
+# Only valid VINs are cached; the cache is bounded (cleared when full).
+_VIN_CACHE: dict[str, str] = {}
+_VIN_CACHE_SIZE = 64
 
 
 def normalize_vin(vin: str) -> str:
@@ -134,6 +148,10 @@ def normalize_vin(vin: str) -> str:
     >>> normalize_vin(" vr1ab12c3d4567890 ")
     'VR1AB12C3D4567890'
     """
+    if type(vin) is str:
+        known = _VIN_CACHE.get(vin)
+        if known is not None:
+            return known
     if not isinstance(vin, str):
         raise InvalidVIN(f"a VIN is a string of 17 characters, not {type(vin).__name__}")
     # ASCII letters only are upper-cased: str.upper() would turn "ß" into "SS" and
@@ -147,6 +165,10 @@ def normalize_vin(vin: str) -> str:
             f"{vin!r} is not a VIN: {''.join(bad)!r} cannot appear in a VIN "
             "(only digits and capital letters other than I, O and Q)"
         )
+    if type(vin) is str:
+        if len(_VIN_CACHE) >= _VIN_CACHE_SIZE:
+            _VIN_CACHE.clear()
+        _VIN_CACHE[vin] = candidate
     return candidate
 
 
@@ -231,7 +253,31 @@ class VehicleData:
     total_odometer: Measure | None
 
 
+# Measures are immutable: the readings of a session share them. One cache per unit,
+# keyed by value (an int or a float; the type is checked as 1 == 1.0), bounded.
+_PERCENT: dict[int | float, Measure] = {}
+_KILOMETRES: dict[int | float, Measure] = {}
+_MINUTES: dict[int | float, Measure] = {}
+_MEASURE_CACHE_SIZE = 512
+
+
+def _measure(value: int | float, unit: str, cache: dict[int | float, Measure]) -> Measure:
+    cls = value.__class__
+    if cls is not int and cls is not float:
+        return Measure(value, unit)
+    measure = cache.get(value)
+    if measure is None or measure.value.__class__ is not cls:
+        measure = Measure(value, unit)
+        if len(cache) >= _MEASURE_CACHE_SIZE:
+            cache.clear()
+        cache[value] = measure
+    return measure
+
+
 def _to_utc_seconds(value: _dt.datetime) -> _dt.datetime:
+    # Fast path: already UTC at whole seconds, as o2x makes every received_at.
+    if value.__class__ is _dt.datetime and value.tzinfo is _dt.UTC and not value.microsecond:
+        return value
     if not isinstance(value, _dt.datetime):
         raise TypeError(f"received_at must be a datetime, not {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
@@ -260,27 +306,99 @@ class VehicleInfo:
     @classmethod
     def from_frame(cls, frame: InfoFrame, *, vin: str, received_at: _dt.datetime) -> VehicleInfo:
         """Build the SDK-shaped reading from a decoded INFO frame."""
+        # The hot path of every reading. Measures, immutable and slowly changing, come
+        # from small caches; the converters take their fast paths; and the two objects
+        # are filled slot by slot, which costs half of their attrs __init__ (see
+        # _DIRECT_INIT for when that is valid).
         soc = frame.battery_soc
         autonomy = frame.remaining_autonomy
         delay = frame.charge_delay
         odometer = frame.total_odometer
-        return cls(
-            vin=vin,
-            received_at=received_at,
-            status=derive_status(frame.system_state, frame.rnd),
-            current_alert=frame.current_alert,
-            previous_alert=frame.previous_alert,
-            data=VehicleData(
-                battery_soc=None if soc is None else Measure(soc, "%"),
-                system_state=frame.system_state,
-                battery_state=frame.battery_state,
-                remaining_autonomy=None if autonomy is None else Measure(autonomy, "km"),
-                rnd=frame.rnd,
-                charge_delay=None if delay is None else Measure(delay, "min"),
-                park_brake_status=frame.park_brake_status,
-                total_odometer=None if odometer is None else Measure(odometer, "km"),
-            ),
+        system_state = frame.system_state
+        rnd = frame.rnd
+        status = (
+            _STATUS[system_state, rnd]
+            if system_state.__class__ is SystemState and rnd.__class__ is Gear
+            else derive_status(system_state, rnd)
         )
+        soc_measure = None if soc is None else _measure(soc, "%", _PERCENT)
+        autonomy_measure = None if autonomy is None else _measure(autonomy, "km", _KILOMETRES)
+        delay_measure = None if delay is None else _measure(delay, "min", _MINUTES)
+        odometer_measure = None if odometer is None else _measure(odometer, "km", _KILOMETRES)
+        if cls is not VehicleInfo or not _DIRECT_INIT:
+            return cls(
+                vin,
+                received_at,
+                status,
+                frame.current_alert,
+                frame.previous_alert,
+                VehicleData(
+                    soc_measure,
+                    system_state,
+                    frame.battery_state,
+                    autonomy_measure,
+                    rnd,
+                    delay_measure,
+                    frame.park_brake_status,
+                    odometer_measure,
+                ),
+            )
+        data = _new_object(VehicleData)
+        _set_battery_soc(data, soc_measure)
+        _set_system_state(data, system_state)
+        _set_battery_state(data, frame.battery_state)
+        _set_remaining_autonomy(data, autonomy_measure)
+        _set_rnd(data, rnd)
+        _set_charge_delay(data, delay_measure)
+        _set_park_brake_status(data, frame.park_brake_status)
+        _set_total_odometer(data, odometer_measure)
+        info = _new_object(VehicleInfo)
+        _set_vin(info, normalize_vin(vin))
+        _set_received_at(info, _to_utc_seconds(received_at))
+        _set_status(info, status)
+        _set_current_alert(info, frame.current_alert)
+        _set_previous_alert(info, frame.previous_alert)
+        _set_data(info, data)
+        return info
+
+
+# VehicleInfo.from_frame fills VehicleData and VehicleInfo through their slots,
+# bypassing the attrs __init__: valid only while neither class has validators, a
+# post-init hook or converters other than VehicleInfo's two (which from_frame calls
+# itself). Should that change, from_frame falls back to the constructors.
+_DIRECT_INIT: Final = (
+    all(f.validator is None and f.converter is None for f in attrs.fields(VehicleData))
+    and [(f.name, f.converter, f.validator) for f in attrs.fields(VehicleInfo)]
+    == [
+        ("vin", normalize_vin, None),
+        ("received_at", _to_utc_seconds, None),
+        ("status", None, None),
+        ("current_alert", None, None),
+        ("previous_alert", None, None),
+        ("data", None, None),
+    ]
+    and not hasattr(VehicleData, "__attrs_post_init__")
+    and not hasattr(VehicleInfo, "__attrs_post_init__")
+)
+_new_object = object.__new__
+(
+    _set_battery_soc,
+    _set_system_state,
+    _set_battery_state,
+    _set_remaining_autonomy,
+    _set_rnd,
+    _set_charge_delay,
+    _set_park_brake_status,
+    _set_total_odometer,
+) = (VehicleData.__dict__[f.name].__set__ for f in attrs.fields(VehicleData))
+(
+    _set_vin,
+    _set_received_at,
+    _set_status,
+    _set_current_alert,
+    _set_previous_alert,
+    _set_data,
+) = (VehicleInfo.__dict__[f.name].__set__ for f in attrs.fields(VehicleInfo))
 
 
 @attrs.frozen

@@ -8,6 +8,7 @@ synchronously as notifications arrive, so the hot path never waits on a queue.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 import os
@@ -21,6 +22,7 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 
 import anyio
 import attrs
+import sniffio
 from anyio.abc import TaskGroup
 
 from . import _state
@@ -68,6 +70,18 @@ T = TypeVar("T")
 # Only one VIN is subscribed at a time in a process, as in the SDK.
 _registry_lock = threading.Lock()
 _active_vin: str | None = None
+
+
+_STREAMING = State.STREAMING  # an enum member lookup costs as much as a dict lookup
+
+
+def _loop_clock() -> Callable[[], float]:
+    """The clock ``anyio.current_time()`` reads on the running loop, without its dispatch."""
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        return trio.current_time
+    return asyncio.get_running_loop().time
 
 
 def current_vin() -> str | None:
@@ -227,6 +241,7 @@ class O2XVehicle:
             max_buffer_size=math.inf
         )
         self._waiting_until = math.inf
+        self._clock: Callable[[], float] | None = None
         self._ready = anyio.Event()
         self._failure: O2XError | None = None
         self._address: str | None = None
@@ -614,32 +629,40 @@ class O2XVehicle:
             return
         machine = self._machine
         assert machine is not None
-        now = anyio.current_time()
+        clock = self._clock
+        if clock is None:
+            clock = self._clock = _loop_clock()
+        now = clock()
         feed = self._decoder.feed
+        frame_received = machine.frame_received
         deliver = self._deliver
-        streaming = machine.state is State.STREAMING
+        streaming = machine.state is _STREAMING
         for chunk in chunks:
             for frame in feed(chunk):
                 if not streaming:
                     if len(self._early) < 64:  # frames racing the subscription's confirmation
                         self._early.append(frame)
                     continue
-                for action in machine.frame_received(frame, now):
+                for action in frame_received(frame, now):
                     deliver(action)
         if machine.deadline < self._waiting_until:
             self._inputs_send.send_nowait(None)  # a sooner timer: wake the driver
 
     def _deliver(self, action: Action) -> None:
         if isinstance(action, DeliverSample):
-            info = VehicleInfo.from_frame(
-                action.frame, vin=self._vin or "", received_at=self._now()
-            )
-            self._latest_info = info
-            self._latest_frame = action.frame
-            if not self._first_info.is_set():
+            frame = action.frame
+            info = VehicleInfo.from_frame(frame, vin=self._vin or "", received_at=self._now())
+            if self._latest_info is None:
                 self._first_info.set()
-            for stream in self._samples:
-                stream._push(info)
+            self._latest_info = info
+            self._latest_frame = frame
+            # A snapshot of the WeakSet's references (its ``data``, a set of weakrefs):
+            # iterating the WeakSet itself, a generator behind an iteration guard,
+            # costs more than the rest of a push.
+            for ref in tuple(self._samples.data):  # type: ignore[attr-defined]
+                stream = ref()
+                if stream is not None:
+                    stream._push(info)
         elif isinstance(action, DeliverStatus):
             shown = self._latest_info
             if shown is None or action.frame is not self._latest_frame:
