@@ -84,7 +84,7 @@ STEPS: Final = (
         "driving",
         "Driving",
         "In drive with the brake released: the state of charge and the autonomy fall "
-        f"and the odometer turns (simulated time runs {SPEED:g}x faster).",
+        "and the odometer turns.",
         3.5,
     ),
     Step(
@@ -458,13 +458,25 @@ class Demo:
         if car is None or self.samples == 0:
             return Text(" waiting for the first reading", style="dim")
         stats = car.stats
-        return Text(
-            f" readings {self.samples} · status changes {len(self.statuses)} · "
-            f"events {len(self.events)} · frames {stats.frames} · "
-            f"CRC errors {stats.crc_errors} · sequence gaps {stats.seq_gaps} · "
+        items = [
+            f"readings {self.samples}",
+            f"status changes {len(self.statuses)}",
+            f"events {len(self.events)}",
+            f"frames {stats.frames}",
+            f"CRC errors {stats.crc_errors}",
+            f"sequence gaps {stats.seq_gaps}",
             f"reconnects {stats.reconnects}",
-            style="dim",
-        )
+        ]
+        # Wrapped between items, never inside one.
+        width = self.out.size.width - 1
+        lines = [""]
+        for item in items:
+            joined = f"{lines[-1]} · {item}" if lines[-1] else f" {item}"
+            if len(joined) > width and lines[-1]:
+                lines.append(f" {item}")
+            else:
+                lines[-1] = joined
+        return Text("\n".join(lines), style="dim")
 
     # --- the end ---------------------------------------------------------------------------
 
