@@ -278,7 +278,6 @@ _CRC: Final = struct.Struct("<H")
 # little-endian u16, so one comparison checks both.
 _INFO_FRAME: Final = struct.Struct("<HBBB" + "BBBBBHBHBIx" + "H")
 _unpack_info_frame: Final = _INFO_FRAME.unpack
-_unpack_info_from: Final = _INFO_FRAME.unpack_from
 _INFO_CRC_SPAN: Final = slice(1, _INFO_FRAME_SIZE - 2)  # what an INFO frame's CRC covers
 _NEXT_SEQ: Final = (*range(1, 256), 0)  # the sequence number expected after each
 _StructError: Final = struct.error
@@ -590,10 +589,12 @@ class FrameDecoder:
 
     Garbage is skipped and, after a CRC failure, the decoder resynchronises on the
     next start-of-frame byte, so a corrupted frame never costs the intact frame that
-    follows it. The buffer never holds more than one frame's worth of bytes
-    (:data:`MAX_FRAME_SIZE`) between calls, and each byte received is examined a
+    follows it. Between calls the buffer holds less than one frame's worth of bytes
+    (fewer than :data:`MAX_FRAME_SIZE`), and each byte received is examined a
     bounded number of times, so no input can make memory or work grow faster than
-    the bytes received. ``feed`` never raises for any bytes.
+    the bytes received. ``feed`` never raises for any bytes. At the end of a stream,
+    :meth:`flush` returns the frames that noise was holding back. The algorithm and
+    the counters are specified in ``docs/protocol.md``, section 5.2.
     """
 
     __slots__ = (
@@ -653,21 +654,23 @@ class FrameDecoder:
         while True:
             remaining = end_of_data - pos
             if remaining >= 23:
-                # The fast path of decode_frame, inlined: a 23-byte INFO frame at pos.
+                # The fast path of decode_frame, inlined: a 23-byte INFO frame at
+                # pos. Its bytes are cut out first (slicing all of a bytes object
+                # copies nothing), then unpacked and checked as decode_frame does.
+                raw = buf[pos : pos + 23]
                 (sof_version, ftype, seq, length,
                  cur, prev, soc, system, battery, autonomy, gear, delay, brake, odometer,
-                 crc) = _unpack_info_from(buf, pos)  # fmt: skip
+                 crc) = _unpack_info_frame(raw)  # fmt: skip
                 if (
                     sof_version == 0x01A5
                     and ftype == 1
                     and length == 16
                     and (soc <= 100 or soc == 0xFF)
-                    and crc == crc_hqx(buf[pos + 1 : pos + 21], 0xFFFF)
+                    and crc == crc_hqx(raw[_INFO_CRC_SPAN], 0xFFFF)
                 ):
                     if seq != next_seq and next_seq >= 0:
                         gaps += 1
                     next_seq = _NEXT_SEQ[seq]
-                    frame_end = pos + 23
                     out.append(
                         InfoFrame(
                             (
@@ -682,11 +685,11 @@ class FrameDecoder:
                                 None if delay == 0xFFFF else delay,
                                 _BRAKE[brake],
                                 None if odometer == 0xFFFFFFFF else odometer / 10,
-                                buf if frame_end == end_of_data and not pos else buf[pos:frame_end],
+                                raw,
                             )
                         )
                     )
-                    pos = frame_end
+                    pos += 23
                     continue
             elif remaining < 5:
                 wanted = 5
