@@ -43,3 +43,16 @@ def bench(session: nox.Session) -> None:
         scripts = [s for s in scripts if s.stem.removeprefix("bench_") in session.posargs]
     for script in scripts:
         session.run("python", str(script))
+
+
+@nox.session(python=PYTHON)
+def soak(session: nox.Session) -> None:
+    """The long soak test: ``nox -s soak -- --minutes 15 --backend asyncio|trio|both``.
+
+    A simulated car under random link drops, silences, corrupted frames, advertising
+    pauses and every notification size, checked against its ground-truth log
+    (tests/soak.py; the rules and figures are in docs/reliability.md, "Soak"). Prints
+    a table; exits non-zero if a check failed. ``--parallel`` runs both backends at once.
+    """
+    session.install("-e", ".[test]")
+    session.run("python", "tests/soak.py", *session.posargs)
