@@ -233,10 +233,17 @@ NO_ALERTS = _ALERTS_BY_MASK[0]
 
 @attrs.frozen
 class Measure:
-    """A number with its unit, as the SDK reports measures (``{"unit": "km", "value": 42}``)."""
+    """A number with its unit, as the SDK reports measures (``{"unit": "km", "value": 42}``).
+
+    >>> print(Measure(1234.5, "km"))
+    1234.5 km
+    """
 
     value: int | float
     unit: str
+
+    def __str__(self) -> str:
+        return f"{self.value} {self.unit}"
 
 
 @attrs.frozen

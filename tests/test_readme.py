@@ -1,0 +1,50 @@
+"""The README's library example runs as written, on asyncio and on trio."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import anyio
+import pytest
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _library_example() -> str:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Using the library", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert match is not None, "the README lost its library example"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_readme_example_runs(
+    backend: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("O2X_STATE_DIR", str(tmp_path))
+    code = _library_example()
+    runner = "anyio.run(main)  # or"
+    assert runner in code
+    namespace: dict[str, object] = {"__name__": "readme_example"}
+    exec(compile(code.replace(runner, "pass  #"), str(README), "exec"), namespace)
+    main = namespace["main"]
+    assert callable(main)
+
+    async def bounded() -> None:
+        with anyio.fail_after(60):  # a broken example fails instead of hanging
+            await main()
+
+    anyio.run(bounded, backend=backend)
+    out = capsys.readouterr().out
+    statuses = re.findall(r"^status: (\w+)", out, re.MULTILINE)
+    assert len(statuses) == 4
+    assert {"parked", "driving"} <= set(statuses)
+    assert len(re.findall(r"^sample: ", out, re.MULTILINE)) == 5
+    assert re.search(r"^battery: \d+ %$", out, re.MULTILINE)
+    assert "VehicleStats(" in out
+    assert (tmp_path / "vehicle.json").exists()
