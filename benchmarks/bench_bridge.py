@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import importlib.util
 import json
 import os
 import shutil
@@ -460,10 +461,14 @@ def worker() -> None:
 
 class Worker:
     def __init__(self) -> None:
+        # The checks that fail leave the BLE stack's own complaints on stderr: kept
+        # aside, and shown only if the worker dies.
+        self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in close()
         self.process = subprocess.Popen(
             [sys.executable, __file__, "--worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=self.stderr,
             text=True,
         )
 
@@ -474,13 +479,16 @@ class Worker:
         self.process.stdin.flush()
         line = self.process.stdout.readline()
         if not line:
-            raise RuntimeError(f"the worker for {request} died")
+            self.stderr.seek(0)
+            sys.stderr.write(self.stderr.read()[-4000:])
+            raise RuntimeError(f"the worker died while running {request}")
         return json.loads(line)
 
     def close(self) -> None:
         assert self.process.stdin is not None
         self.process.stdin.close()
         self.process.wait()
+        self.stderr.close()
 
 
 def main() -> int:
@@ -501,11 +509,16 @@ def main() -> int:
         f"trio-asyncio {version('trio-asyncio')}, bleak {version('bleak')}, "
         f"bumble {version('bumble')}; best of {repeats} interleaved repeats"
     )
+    have_trio_asyncio = importlib.util.find_spec("trio_asyncio") is not None
+    bridges = [b for b in BRIDGES if have_trio_asyncio or WORKER_OF[b] == "plain"]
+    if not have_trio_asyncio:
+        print("trio-asyncio is not installed (pip install trio-asyncio): (b) is left out")
     workers = {"plain": Worker(), "trio-asyncio": Worker()}
+    beside = "not checked: trio-asyncio is not installed"
     try:
         results: dict[tuple[str, str], list[Any]] = {}
         for _ in range(repeats):
-            for bridge in BRIDGES:
+            for bridge in bridges:
                 for what, size in (
                     ("round_trip", calls),
                     ("throughput", n),
@@ -516,12 +529,13 @@ def main() -> int:
                     results.setdefault((bridge, what), []).append(result)
         checks = {
             (bridge, name): workers[WORKER_OF[bridge]].ask("check", bridge, name)
-            for bridge in BRIDGES
+            for bridge in bridges
             if not bridge.endswith("batched")
             for name in CHECKS
             if "fix" not in name or "(b)" in bridge
         }
-        beside = workers["trio-asyncio"].ask("beside")
+        if have_trio_asyncio:
+            beside = workers["trio-asyncio"].ask("beside")
     finally:
         for w in workers.values():
             w.close()
@@ -535,7 +549,7 @@ def main() -> int:
         f"{'bridge':<26}{'p50 us':>9}{'p99 us':>9}{'calls/s':>10}   {'per s':>12}{'CPU us':>9}"
         f"{'':>4}   {'p50 us':>8}{'p99 us':>8}{'CPU ms/s':>9}"
     )
-    for bridge in BRIDGES:
+    for bridge in bridges:
         rt = results[bridge, "round_trip"]
         tp = results[bridge, "throughput"]
         lat = results[bridge, "latency"]
@@ -550,7 +564,7 @@ def main() -> int:
         spread = max(
             statistics.pstdev(r[0] for r in results[b, "throughput"])
             / statistics.mean(r[0] for r in results[b, "throughput"])
-            for b in BRIDGES
+            for b in bridges
         )
         print(f"(largest run-to-run spread of notifications/s: {spread:.0%})")
     print(
