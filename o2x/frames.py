@@ -640,15 +640,14 @@ class FrameDecoder:
         # frame that fills the buffer exactly is kept without a copy. This runs
         # for every notification, so the loop uses literals, not the named
         # constants: 5 _HEADER_SIZE, 7 _OVERHEAD, 23 an INFO frame, 0xA5 SOF,
-        # 1 VERSION, 240 MAX_PAYLOAD.
+        # 1 VERSION, 240 MAX_PAYLOAD. The expected sequence number lives in a
+        # local; the counters of rare events are updated where they happen.
         buf = self._buf + chunk
         end_of_data = len(buf)
         if end_of_data < self._wanted:  # the frame under way is still incomplete
             self._buf = buf
             return []
         out: list[Frame] = []
-        discarded = 0
-        gaps = 0
         next_seq = self._next_seq
         pos = 0
         while True:
@@ -669,7 +668,7 @@ class FrameDecoder:
                     and crc == crc_hqx(raw[_INFO_CRC_SPAN], 0xFFFF)
                 ):
                     if seq != next_seq and next_seq >= 0:
-                        gaps += 1
+                        self._seq_gaps += 1
                     next_seq = _NEXT_SEQ[seq]
                     out.append(
                         InfoFrame(
@@ -698,18 +697,18 @@ class FrameDecoder:
             if buf[pos] != 0xA5:
                 found = buf.find(0xA5, pos)
                 if found < 0:
-                    discarded += remaining
+                    self._bytes_discarded += remaining
                     pos = end_of_data
                     wanted = 5
                     break
-                discarded += found - pos
+                self._bytes_discarded += found - pos
                 pos = found
                 continue
             length = buf[pos + 4]
             # A header that cannot start a v1 frame is skipped at once rather than
             # waited on: noise would otherwise hold back the frames behind it.
             if buf[pos + 1] != 1 or not 1 <= buf[pos + 2] <= 3 or length > 240:
-                discarded += 1
+                self._bytes_discarded += 1
                 pos += 1
                 continue
             frame_end = pos + 7 + length
@@ -723,7 +722,7 @@ class FrameDecoder:
                 # SOF, inside what seemed to be this frame.
                 self._crc_errors += 1
                 self.last_error = exc
-                discarded += 1
+                self._bytes_discarded += 1
                 pos += 1
                 continue
             except FrameError as exc:
@@ -731,22 +730,18 @@ class FrameDecoder:
                 # whole. Its sequence number still counts.
                 self._invalid += 1
                 self.last_error = exc
-                discarded += frame_end - pos
+                self._bytes_discarded += frame_end - pos
                 seq = buf[pos + 3]
             else:
                 seq = frame[0]
                 out.append(frame)
             if seq != next_seq and next_seq >= 0:
-                gaps += 1
+                self._seq_gaps += 1
             next_seq = _NEXT_SEQ[seq]
             pos = frame_end
         self._buf = buf[pos:] if pos else buf
         self._wanted = wanted
         self._next_seq = next_seq
-        if gaps:
-            self._seq_gaps += gaps
-        if discarded:
-            self._bytes_discarded += discarded
         if out:
             self._frames += len(out)
         return out
