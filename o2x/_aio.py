@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -110,11 +111,18 @@ async def open_portal() -> AsyncIterator[AsyncioPortal]:
             await anyio.to_thread.run_sync(thread.stop)
 
 
+_LOOP_CLASS: type[asyncio.AbstractEventLoop] = getattr(
+    asyncio, "ProactorEventLoop" if sys.platform == "win32" else "SelectorEventLoop"
+)
+
+
 class _LoopThread:
     """An asyncio loop running forever in its own thread, until ``stop``."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        # The loop class itself, not asyncio.new_event_loop(): a loop policy installed
+        # by another library (trio-asyncio's, for one) must not decide what runs here.
+        self.loop: asyncio.AbstractEventLoop = _LOOP_CLASS()
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._main, name="o2x-ble-loop", daemon=True)
 

@@ -33,6 +33,8 @@ CONNECT_TIMEOUT = 10.0
 GATT_TIMEOUT = 10.0
 #: Seconds allowed for a clean disconnection when leaving.
 DISCONNECT_TIMEOUT = 1.0
+#: Notifications waiting to cross to the caller's thread, at most (about 1 MB).
+_MAX_PENDING = 4096
 
 
 class LinkSink(Protocol):
@@ -88,7 +90,9 @@ class BleakLink:
         #: Bumped for every new link and on every disconnection we ask for, so that
         #: late callbacks of an old link are recognised and ignored.
         self.generation = 0
-        self._pending: deque[tuple[int, bytes]] = deque()
+        # Bounded: if the caller's thread stalls, the oldest notifications go (the
+        # decoder resynchronises and counts the damage) rather than memory.
+        self._pending: deque[tuple[int, bytes]] = deque(maxlen=_MAX_PENDING)
         self._flush_scheduled = False
 
     # --- scanning --------------------------------------------------------------------

@@ -24,6 +24,7 @@ import anyio
 import attrs
 import sniffio
 from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import _state
 from ._aio import AsyncioPortal, open_portal
@@ -76,7 +77,11 @@ _STREAMING = State.STREAMING  # an enum member lookup costs as much as a dict lo
 
 
 def _loop_clock() -> Callable[[], float]:
-    """The clock ``anyio.current_time()`` reads on the running loop, without its dispatch."""
+    """The clock ``anyio.current_time()`` reads on the running loop, without its dispatch.
+
+    Called in a task: from a bare loop callback (where notifications arrive), sniffio
+    cannot tell asyncio under a plain ``asyncio.run``.
+    """
     if sniffio.current_async_library() == "trio":
         import trio
 
@@ -237,10 +242,9 @@ class O2XVehicle:
         self._decoder = FrameDecoder()
         self._generation: int | None = None
         self._early: list[Frame] = []
-        self._inputs_send, self._inputs_receive = anyio.create_memory_object_stream[Input | None](
-            max_buffer_size=math.inf
-        )
-        self._waiting_until = math.inf
+        self._inputs_send: MemoryObjectSendStream[Input | None] | None = None
+        self._inputs_receive: MemoryObjectReceiveStream[Input | None] | None = None
+        self._waiting_until = -math.inf
         self._clock: Callable[[], float] | None = None
         self._ready = anyio.Event()
         self._failure: O2XError | None = None
@@ -268,7 +272,7 @@ class O2XVehicle:
         timeouts: Timeouts | None = None,
         radio: Radio | None = None,
         state_dir: str | os.PathLike[str] | None = None,
-    ) -> O2XVehicle:
+    ) -> Self:
         """Subscribe to a new vehicle: scan for ``vin``, for at most ``timeouts.scan`` s.
 
         ``vin`` is checked here (17 characters of ``[A-HJ-NPR-Z0-9]``, any case):
@@ -292,7 +296,7 @@ class O2XVehicle:
         timeouts: Timeouts | None = None,
         radio: Radio | None = None,
         state_dir: str | os.PathLike[str] | None = None,
-    ) -> O2XVehicle:
+    ) -> Self:
         """Subscribe to the vehicle subscribed last; scan for it without a time limit.
 
         Entering raises :class:`~o2x.errors.NoPreviousVehicle` if no vehicle has been
@@ -403,8 +407,12 @@ class O2XVehicle:
                 )
             self._vin = remembered.vin
         assert self._vin is not None
+        self._clock = _loop_clock()
         self._claim(self._vin)
         self._entered = True
+        self._inputs_send, self._inputs_receive = anyio.create_memory_object_stream[Input | None](
+            max_buffer_size=math.inf
+        )
         try:
             if self._radio is not None:
                 portal = self._radio.portal
@@ -443,25 +451,27 @@ class O2XVehicle:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool | None:
-        return await self._shutdown(exc_type, exc, tb)
+    ) -> None:
+        await self._shutdown(exc_type, exc, tb)
 
     async def _shutdown(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool | None:
-        suppress: bool | None = None
+    ) -> None:
         self._closed = True
         try:
             # The task group is exited first and outside any other scope: cancel
             # scopes must nest. Its only task has just been cancelled, so this waits
             # for nothing but that task's own cleanup.
+            # The body's own exception is not handed to the task group: it must reach
+            # the caller unchanged, not wrapped in an exception group. The group
+            # raises only if its own task failed.
             if self._task_group is not None:
                 task_group, self._task_group = self._task_group, None
                 task_group.cancel_scope.cancel()
-                suppress = await task_group.__aexit__(exc_type, exc, tb)
+                await task_group.__aexit__(None, None, None)
         finally:
             with anyio.CancelScope(shield=True):
                 try:
@@ -476,9 +486,11 @@ class O2XVehicle:
                         portal_cm, self._portal_cm = self._portal_cm, None
                         await portal_cm.__aexit__(None, None, None)
                 finally:
+                    if self._inputs_send is not None and self._inputs_receive is not None:
+                        self._inputs_send.close()
+                        self._inputs_receive.close()
                     self._end_streams()
                     self._release()
-        return suppress
 
     def _link_portal(self) -> AsyncioPortal:
         assert self._link is not None
@@ -510,8 +522,10 @@ class O2XVehicle:
     async def _drive(self) -> None:
         machine = self._machine
         assert machine is not None
+        self._waiting_until = -math.inf
         await self._execute(machine.start(anyio.current_time()))
         receive = self._inputs_receive
+        assert receive is not None
         while machine.state is not State.CLOSED:
             deadline = machine.deadline
             self._waiting_until = deadline
@@ -520,7 +534,9 @@ class O2XVehicle:
             with anyio.move_on_after(deadline - anyio.current_time()):
                 event = await receive.receive()
                 timed_out = False
-            self._waiting_until = math.inf
+            # Busy until it waits again, when it reads the deadline afresh: frames
+            # arriving meanwhile need not wake it.
+            self._waiting_until = -math.inf
             now = anyio.current_time()
             if timed_out or event is None:
                 actions = machine.tick(now)
@@ -616,12 +632,12 @@ class O2XVehicle:
         """An O2X dongle advertised; only interesting while looking for the vehicle."""
         machine = self._machine
         if machine is not None and machine.state in (State.SCANNING, State.RECONNECTING):
-            self._inputs_send.send_nowait(AdvertisementSeen(address, vin))
+            self._send(AdvertisementSeen(address, vin))
 
     def link_lost(self, generation: int) -> None:
         """The link went down by itself."""
-        if generation == self._generation and not self._closed:
-            self._inputs_send.send_nowait(LinkLost())
+        if generation == self._generation:
+            self._send(LinkLost())
 
     def notifications(self, generation: int, chunks: list[bytes]) -> None:
         """Telemetry bytes arrived: decode and deliver them now."""
@@ -630,8 +646,7 @@ class O2XVehicle:
         machine = self._machine
         assert machine is not None
         clock = self._clock
-        if clock is None:
-            clock = self._clock = _loop_clock()
+        assert clock is not None  # set on entry
         now = clock()
         feed = self._decoder.feed
         frame_received = machine.frame_received
@@ -646,7 +661,11 @@ class O2XVehicle:
                 for action in frame_received(frame, now):
                     deliver(action)
         if machine.deadline < self._waiting_until:
-            self._inputs_send.send_nowait(None)  # a sooner timer: wake the driver
+            self._send(None)  # a sooner timer: wake the driver
+
+    def _send(self, event: Input | None) -> None:
+        if self._inputs_send is not None and not self._closed:
+            self._inputs_send.send_nowait(event)
 
     def _deliver(self, action: Action) -> None:
         if isinstance(action, DeliverSample):

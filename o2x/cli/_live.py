@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
 import anyio
 import attrs
@@ -148,15 +148,13 @@ def make_vehicle(cls: type[V], target: Target, radio: Radio | None) -> V:
     """The vehicle object for ``target`` (not entered yet)."""
     directory = state_dir(target.sim is not None)
     limit = target.scan_limit
-    # The constructors are typed as returning O2XVehicle, but make an instance of cls.
     if limit is None:
-        return cast(V, cls.previous(radio=radio, state_dir=directory))
+        return cls.previous(radio=radio, state_dir=directory)
     # The remembered vehicle with a time limit is a first-time subscription to its
     # VIN: only first_time() scans with a timeout.
-    car = cls.first_time(
+    return cls.first_time(
         target.vin, timeouts=Timeouts(scan=limit), radio=radio, state_dir=directory
     )
-    return cast(V, car)
 
 
 @asynccontextmanager

@@ -5,7 +5,8 @@ bare loop callback, outside any task; there ``sniffio.current_async_library()``
 cannot tell asyncio (anyio's runners set its context variable, which is why the
 anyio-driven tests did not see it). A vehicle that asked sniffio which clock to use
 on its first notification raised ``AsyncLibraryNotFoundError`` for every one, so a
-program started with ``asyncio.run`` connected and then received nothing.
+program started with ``asyncio.run`` connected and then received nothing. The clock
+is now resolved when the vehicle is entered, inside a task.
 """
 
 from __future__ import annotations
@@ -13,22 +14,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
-
-from o2x import O2XVehicle
+from o2x import Measure, O2XVehicle
 from o2x.sim import SimulatedVehicle, VirtualRadio
 
 VIN = "VR1AB12C3D4567890"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="O2XVehicle.notifications asks sniffio for the loop's clock from a loop "
-    "callback (o2x/vehicle.py, _loop_clock); not fixed here: vehicle.py is being edited",
-)
 def test_readings_arrive_under_plain_asyncio_run(tmp_path: Path) -> None:
-    async def main() -> tuple[int | None, int]:
+    async def main() -> tuple[Measure | None, int]:
         async with VirtualRadio() as radio:
             await radio.add(SimulatedVehicle(VIN, rate_hz=20, battery_soc=64))
             async with O2XVehicle.first_time(VIN, radio=radio, state_dir=tmp_path) as car:
@@ -40,5 +33,5 @@ def test_readings_arrive_under_plain_asyncio_run(tmp_path: Path) -> None:
                 return first.data.battery_soc, car.stats.frames
 
     soc, frames = asyncio.run(main())
-    assert soc == 64
+    assert soc == Measure(64, "%")
     assert frames >= 2
