@@ -25,6 +25,12 @@ while streaming, a frame after close). On top of the table, three timers:
   counts as a lost link.
 * **change status**: a derived status must hold for ``timeouts.change_status``
   before it is reported; a status that flickers back sooner is not a transition.
+  Whatever input shows that a waiting status has held long enough (a tick, the
+  next frame, the lost link) reports it, so a late tick loses nothing.
+
+A link that fails while being set up makes its address back off (exponentially,
+up to ``RETRY_CAP``); when the back-off is over the machine connects to that
+address again by itself, as a scanner may not report the same advertisement again.
 
 A lost link after the vehicle was streaming emits exactly one ``DISCONNECTED``
 event, tears the link down and scans again without a time limit. ``CLOSED`` is
@@ -295,6 +301,8 @@ CONNECT_GUARD: Final = 30.0
 #: doubling on each further failure up to ``RETRY_CAP``.
 RETRY_BASE: Final = 0.5
 RETRY_CAP: Final = 30.0
+# Doublings past this many failures change nothing (and 2.0 ** 1024 overflows).
+_MAX_DOUBLINGS: Final = 32
 
 
 class VehicleMachine:
@@ -320,6 +328,8 @@ class VehicleMachine:
         self.state = State.IDLE
         #: Address of the link being set up or streaming.
         self.address: str | None = None
+        # The VIN that address advertised: what its identity must say.
+        self._advertised_vin: str | None = None
         #: Whether the vehicle has streamed at least once (then the user has it).
         self.has_streamed = False
         self.reported_status: VehicleStatus | None = None
@@ -333,9 +343,11 @@ class VehicleMachine:
         self._last_error: BaseException | None = None
         self._failures: dict[str, int] = {}
         self._retry_after: dict[str, float] = {}
-        # Addresses advertising the wanted VIN while backing off: connect when due,
-        # as a scanner may not report the same advertisement again.
-        self._deferred: dict[str, float] = {}
+        # Addresses that advertised the wanted VIN and are backing off (after a failed
+        # link, or seen again meanwhile) -> (when to connect, the VIN advertised).
+        # Connect when due, as a scanner may not report the same advertisement again.
+        # Only a scanning machine acts on them; streaming clears them.
+        self._deferred: dict[str, tuple[float, str]] = {}
 
     # --- public driving interface --------------------------------------------------
 
@@ -347,7 +359,11 @@ class VehicleMachine:
             if self._pending_status is not None
             else math.inf
         )
-        retry = min(self._deferred.values(), default=math.inf)
+        retry = (
+            min(when for when, _ in self._deferred.values())
+            if self._deferred and self.state in (State.SCANNING, State.RECONNECTING)
+            else math.inf
+        )
         return min(
             self._scan_deadline,
             self._loose_deadline,
@@ -400,12 +416,11 @@ class VehicleMachine:
         if self.state is State.CONNECTING and now >= self._connect_deadline:
             self._last_error = TimeoutError("setting up the link took too long")
             return actions + self._link_down(now, self._scanning_state())
-        if self.state in (State.SCANNING, State.RECONNECTING):
-            due = [address for address, when in self._deferred.items() if when <= now]
-            if due:
-                assert self.vin is not None or not due
+        if self.state in (State.SCANNING, State.RECONNECTING) and self._deferred:
+            address, (when, vin) = min(self._deferred.items(), key=lambda item: item[1][0])
+            if when <= now:
                 return actions + self._on_AdvertisementSeen(
-                    AdvertisementSeen(due[0], self.vin or ""),
+                    AdvertisementSeen(address, vin),
                     TRANSITIONS[self.state][AdvertisementSeen],
                     now,
                 )
@@ -427,11 +442,12 @@ class VehicleMachine:
         self._seen_vehicle = True
         retry_at = self._retry_after.get(event.address, -math.inf)
         if now < retry_at:
-            self._deferred[event.address] = retry_at
+            self._deferred[event.address] = (retry_at, event.vin)
             return []
-        self._deferred.clear()
+        self._deferred.pop(event.address, None)
         self.state = next_state
         self.address = event.address
+        self._advertised_vin = event.vin
         self._connect_deadline = now + CONNECT_GUARD
         return [StopScan(), Connect(event.address)]
 
@@ -439,14 +455,14 @@ class VehicleMachine:
         return [ReadIdentity()]
 
     def _on_IdentityRead(self, event: IdentityRead, next_state: State, now: float) -> list[Action]:
-        wanted = self.vin
-        if wanted is not None and event.identity.vin != wanted:
+        wanted = self.vin if self.vin is not None else self._advertised_vin
+        if event.identity.vin != wanted:
             self._last_error = IdentityMismatch(
                 f"the dongle at {self.address} advertised {wanted} "
                 f"but its identity is {event.identity.vin}"
             )
             return self._link_down(now, self._scanning_state())
-        if wanted is None:
+        if self.vin is None:
             self.vin = event.identity.vin
         return [Subscribe()]
 
@@ -459,6 +475,7 @@ class VehicleMachine:
         self._loose_deadline = now + self.timeouts.loose_connection
         self._failures.pop(self.address, None)
         self._retry_after.pop(self.address, None)
+        self._deferred.clear()
         if self.has_streamed:
             return []
         self.has_streamed = True
@@ -492,18 +509,25 @@ class VehicleMachine:
 
     def _link_down(self, now: float, next_state: State) -> list[Action]:
         """Tear the link down and scan again; emit DISCONNECTED if it was streaming."""
-        actions: list[Action] = [Disconnect()]
+        actions: list[Action] = []
         if self.state is State.STREAMING:
-            actions.append(DeliverEvent(EventKind.DISCONNECTED))
+            if self._pending_status is not None and now >= (
+                self._pending_since + self.timeouts.change_status
+            ):
+                self._report_pending(actions)  # it held until the link went
             # A status still waiting to hold cannot be confirmed across a gap.
             self._pending_status = self._pending_frame = None
-        elif self.address is not None:
-            failures = self._failures.get(self.address, 0) + 1
-            self._failures[self.address] = failures
-            delay = min(RETRY_CAP, RETRY_BASE * 2 ** (failures - 1))
-            self._retry_after[self.address] = now + delay
+            actions += [Disconnect(), DeliverEvent(EventKind.DISCONNECTED)]
+        else:
+            actions.append(Disconnect())
+            if self.address is not None:
+                failures = self._failures.get(self.address, 0) + 1
+                self._failures[self.address] = failures
+                delay = min(RETRY_CAP, RETRY_BASE * 2.0 ** min(failures - 1, _MAX_DOUBLINGS))
+                self._retry_after[self.address] = now + delay
+                self._deferred[self.address] = (now + delay, self._advertised_vin or "")
         self.state = next_state
-        self.address = None
+        self.address = self._advertised_vin = None
         self._loose_deadline = self._connect_deadline = math.inf
         actions.append(StartScan())
         return actions
@@ -530,13 +554,22 @@ class VehicleMachine:
     def _enter_closed(self) -> None:
         self.state = State.CLOSED
         self._deferred.clear()
-        self.address = None
+        self.address = self._advertised_vin = None
         self._scan_deadline = self._loose_deadline = self._connect_deadline = math.inf
         self._pending_status = self._pending_frame = None
 
     def _status_seen(
         self, status: VehicleStatus, frame: InfoFrame, now: float, actions: list[Action]
     ) -> None:
+        pending = self._pending_status
+        if (
+            pending is not None
+            and status is not pending
+            and now >= self._pending_since + self.timeouts.change_status
+        ):
+            # The waiting status held until this frame replaced it: a transition,
+            # even though no tick came in time to report it.
+            self._report_pending(actions)
         if status is self.reported_status:
             self._pending_status = self._pending_frame = None  # a flicker, not a change
             return
