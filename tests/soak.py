@@ -17,6 +17,13 @@ faults of each kind on both backends) and the long one, as a script::
 ``--backend both`` runs each backend in its own process (one after the other, or at the
 same time with ``--parallel``) and prints one table with a column per backend. The exit
 status is 0 only if every check passed on every backend.
+
+The rule that makes the comparison exact: a link fault (drop, silence, out of range) is
+only injected, and the run only ends, once the library has caught up, that is, it has
+received as many status changes as the log holds, a CRC error for every corrupted frame
+logged, and the status the dongle is in now. So every status the log holds was carried
+by an intact frame that reached the library, and ``status_changes()`` must equal the
+log's STATUS records, one for one and in order.
 """
 
 from __future__ import annotations
@@ -158,6 +165,8 @@ class SoakReport:
     traced_growth: int | None = None
     errors_logged: list[str] = dataclasses.field(default_factory=list)
     warnings_logged: int = 0
+    #: Each distinct warning (logger: message) and how often it was logged.
+    warnings: dict[str, int] = dataclasses.field(default_factory=dict)
     anomalies: list[str] = dataclasses.field(default_factory=list)
     checks: list[Check] = dataclasses.field(default_factory=list)
 
@@ -202,7 +211,7 @@ class _Problems(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.errors: list[str] = []
-        self.warnings = 0
+        self.warnings: Counter[str] = Counter()
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.levelno >= logging.ERROR:
@@ -211,7 +220,7 @@ class _Problems(logging.Handler):
                 text += f" ({record.exc_info[1]!r})"
             self.errors.append(text)
         else:
-            self.warnings += 1
+            self.warnings[f"{record.name}: {record.getMessage()[:100]}"] += 1
 
     @contextmanager
     def installed(self) -> Iterator[None]:
@@ -347,7 +356,9 @@ class _Soak:
             len(self.seen) >= self.log_statuses
             and self.car.stats.crc_errors >= self.log_corrupted
             # A change whose frame was corrupted is logged with the next frame, which
-            # may not have been sent yet: wait for the status the dongle is in now.
+            # may not have been sent yet (and the simulator logs a frame as sent when it
+            # is queued, even if a link fault then drops its tail): wait until the
+            # library shows the status the dongle is in now.
             and bool(self.seen)
             and self.seen[-1] is self._status()
         )
@@ -387,9 +398,9 @@ class _Soak:
         self.phase_changes[where] += 1
 
     async def gap_phase(self) -> None:
-        """Maybe change phase while the link is down, and maybe go back to the status
-        it had at once (a flicker no frame carries: neither the log nor the library
-        may show it)."""
+        """Maybe change phase while the link is down, and maybe go back at once to the
+        status it had. While the link is still down no frame carries the short-lived
+        status, and then neither the log nor the library shows it."""
         if self.rng.random() >= self.config.p_gap_phase:
             return
         before = self._status()
@@ -471,9 +482,8 @@ class _Soak:
 
     async def step(self, kind: str) -> None:
         await self.next_size()
-        await {DROP: self.drop, SILENCE: self.silence, PAUSE: self.pause, CORRUPT: self.corrupt}[
-            kind
-        ]()
+        inject = {DROP: self.drop, SILENCE: self.silence, PAUSE: self.pause, CORRUPT: self.corrupt}
+        await inject[kind]()
         if self.rng.random() < self.config.p_phase:
             await self.change_phase("streaming")
             await self.catch_up()
@@ -515,7 +525,8 @@ async def run_soak(
             tracemalloc.stop()
         report.wall_time = time.monotonic() - wall_start
         report.errors_logged = problems.errors
-        report.warnings_logged = problems.warnings
+        report.warnings_logged = problems.warnings.total()
+        report.warnings = dict(problems.warnings.most_common())
     _judge(config, report)
     return report
 
@@ -752,8 +763,8 @@ def _judge(config: SoakConfig, report: SoakReport) -> None:
 # --- reporting ----------------------------------------------------------------------------
 
 
-def _mb(n: int | None) -> str:
-    return "n/a" if n is None else f"{n / 1024 / 1024:+.2f} MB"
+def _mb(n: int | None, sign: str = "+") -> str:
+    return "n/a" if n is None else f"{n / 1024 / 1024:{sign}.2f} MB"
 
 
 def _rows(r: SoakReport) -> list[tuple[str, str]]:
@@ -807,6 +818,10 @@ def _rows(r: SoakReport) -> list[tuple[str, str]]:
             "frames sent / received intact (stats.frames)",
             f"{r.frames_sent} / {s.get('frames')}",
         ),
+        (
+            "frames cut off by link faults (sent - intact - corrupted)",
+            str(r.frames_sent - s.get("frames", 0) - r.corrupted_frames),
+        ),
         ("notifications sent", str(r.notifications_sent)),
         (
             "seq gaps / invalid frames / bytes discarded",
@@ -814,8 +829,9 @@ def _rows(r: SoakReport) -> list[tuple[str, str]]:
         ),
         ("samples received (dropped)", f"{r.samples} ({s.get('samples_dropped')})"),
         (
-            "memory growth after warm-up: RSS (traced)",
-            f"{_mb(r.rss_growth)} ({_mb(r.traced_growth)})",
+            "memory growth after warm-up: RSS (traced); RSS at warm-up, peak",
+            f"{_mb(r.rss_growth)} ({_mb(r.traced_growth)}); "
+            f"{_mb(r.rss_baseline, sign='')}, {_mb(r.rss_peak, sign='')}",
         ),
         ("errors logged / warnings logged", f"{len(r.errors_logged)} / {r.warnings_logged}"),
         ("anomalies", str(len(r.anomalies))),
@@ -831,6 +847,11 @@ def format_table(reports: Sequence[SoakReport]) -> str:
     for i, (label, _) in enumerate(columns[0]):
         lines.append(f"| {label} | " + " | ".join(col[i][1] for col in columns) + " |")
     lines.extend(f"\n{r.backend}: FAILED {failure}" for r in reports for failure in r.failures())
+    lines.extend(
+        f"\n{r.backend}: warning logged {count} times: {text}"
+        for r in reports
+        for text, count in r.warnings.items()
+    )
     return "\n".join(lines)
 
 
