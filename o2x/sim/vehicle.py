@@ -11,7 +11,9 @@ import asyncio
 import enum
 import random
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, Final
 
 import attrs
@@ -204,6 +206,10 @@ class SimulatedVehicle:
         self._connection: Any = None
         self._subscribed = False
         self._tx = bytearray()
+        # Stream offsets, for logging a frame only once all of it has been notified.
+        self._queued_bytes = 0
+        self._sent_bytes = 0
+        self._on_sent: deque[tuple[int, Callable[[], None]]] = deque()
         self._flush_handle: asyncio.TimerHandle | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -417,25 +423,25 @@ class SimulatedVehicle:
             return
         seq = self._next_seq()
         frame, intact = self._maybe_corrupt(encode_info(seq=seq, **values.as_kwargs()), seq, "info")
-        self._queue(frame)
-        if intact:
-            status = derive_status(values.system_state, values.rnd)
-            if status is not self._last_status:
-                self._record(
-                    LogKind.STATUS, status=status, previous_status=self._last_status, seq=seq
-                )
-                self._last_status = status
+        status = derive_status(values.system_state, values.rnd)
+        self._queue(frame, partial(self._log_status, status, seq) if intact else None)
+
+    def _log_status(self, status: VehicleStatus, seq: int) -> None:
+        # Called once the frame has left whole: a frame lost with a discarded tail is
+        # no transition, and the next frame that does get out carries it instead.
+        if status is not self._last_status:
+            self._record(LogKind.STATUS, status=status, previous_status=self._last_status, seq=seq)
+            self._last_status = status
 
     def _send_event(self, event: EventKind | int) -> bool:
         if not self._stream_open():
             return False
         seq = self._next_seq()
         frame, intact = self._maybe_corrupt(encode_event(event, seq=seq), seq, "event")
-        self._queue(frame)
-        if intact:
-            kind = event if isinstance(event, EventKind) else None
-            code = frame[_HEADER_SIZE]
-            self._record(LogKind.EVENT, event=kind, seq=seq, details={"code": code})
+        kind = event if isinstance(event, EventKind) else None
+        details = {"code": frame[_HEADER_SIZE]}
+        log = partial(self._record, LogKind.EVENT, event=kind, seq=seq, details=details)
+        self._queue(frame, log if intact else None)
         return True
 
     # --- the byte stream ------------------------------------------------------------------
@@ -445,9 +451,13 @@ class SimulatedVehicle:
         limit = mtu - 3
         return limit if self._notification_size is None else min(self._notification_size, limit)
 
-    def _queue(self, frame: bytes) -> None:
+    def _queue(self, frame: bytes, on_sent: Callable[[], None] | None = None) -> None:
+        """Append ``frame`` to the byte stream; ``on_sent`` runs once its last byte is out."""
         self._frames_sent += 1
         self._tx += frame
+        self._queued_bytes += len(frame)
+        if on_sent is not None:
+            self._on_sent.append((self._queued_bytes, on_sent))
         size = self._chunk_size()
         while len(self._tx) >= size:
             self._notify(bytes(self._tx[:size]))
@@ -460,7 +470,9 @@ class SimulatedVehicle:
         self._flush_handle = None
         if self._tx and self._connection is not None and self._subscribed:
             self._notify(bytes(self._tx))
-        self._tx.clear()
+            self._tx.clear()
+        else:
+            self._reset_stream()
 
     def _notify(self, chunk: bytes) -> None:
         # Straight onto the ATT bearer, as the GATT server would, without a task
@@ -470,12 +482,19 @@ class SimulatedVehicle:
         )
         self._connection.send_l2cap_pdu(att.ATT_CID, bytes(pdu))
         self._notifications_sent += 1
+        self._sent_bytes += len(chunk)
+        on_sent = self._on_sent
+        while on_sent and on_sent[0][0] <= self._sent_bytes:
+            on_sent.popleft()[1]()
 
     def _reset_stream(self) -> None:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        # The bytes still waiting never leave: neither do the frames they belong to.
         self._tx.clear()
+        self._queued_bytes = self._sent_bytes
+        self._on_sent.clear()
 
     # --- faults ---------------------------------------------------------------------------
 
