@@ -10,7 +10,7 @@ was chosen over running asyncio inside trio.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import contextlib
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -51,26 +51,60 @@ class AsyncioPortal:
         never outlives the caller's cancel scope.
         """
         if self.same_loop:
-            return await fn(*args, **kwargs)
+            return await self._run_in_task(fn(*args, **kwargs))
         return await self._run_threadsafe(fn(*args, **kwargs))
 
-    async def _run_threadsafe(self, coro: Coroutine[Any, Any, T]) -> T:
+    async def _run_in_task(self, coro: Coroutine[Any, Any, T]) -> T:
+        # anyio cancels level-triggered: a task inside a cancelled scope is cancelled
+        # again at each await until it leaves the scope. asyncio code (bleak's, Bumble's)
+        # that awaits its own clean-up after a CancelledError would be cut short and
+        # leave work running. So the coroutine runs as a task of its own, cancelled
+        # once, as asyncio code expects; a task per call is only paid for outside the
+        # data path (scan, connect, GATT), never per notification.
+        task = self.loop.create_task(coro)
         done = anyio.Event()
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        future.add_done_callback(lambda _: self._to_caller(done.set))
+        task.add_done_callback(lambda _: done.set())
         try:
             await done.wait()
         except anyio.get_cancelled_exc_class():
-            future.cancel()
+            task.cancel()
             with anyio.CancelScope(shield=True):
                 await done.wait()
+            if not task.cancelled():
+                task.exception()  # retrieved: the caller's cancellation is what propagates
             raise
+        return task.result()
+
+    async def _run_threadsafe(self, coro: Coroutine[Any, Any, T]) -> T:
+        # The task is made, watched and cancelled on the BLE loop itself. Waiting on
+        # the concurrent future of run_coroutine_threadsafe instead would return as
+        # soon as that future is cancelled, while the coroutine is still cleaning up.
+        done = anyio.Event()
+        tasks: list[asyncio.Task[T]] = []
+
+        def start() -> None:  # on the BLE loop
+            task = self.loop.create_task(coro)
+            tasks.append(task)
+            task.add_done_callback(lambda _: self._to_caller(done.set))
+
+        def cancel() -> None:  # on the BLE loop, after start(): callbacks run in order
+            tasks[0].cancel()
+
+        self.loop.call_soon_threadsafe(start)
         try:
-            return future.result()
-        except concurrent.futures.CancelledError:
-            raise RuntimeError(
-                "the Bluetooth event loop stopped while a call was running"
-            ) from None
+            await done.wait()
+        except anyio.get_cancelled_exc_class():
+            with contextlib.suppress(RuntimeError):  # a closed loop has ended its tasks
+                self.loop.call_soon_threadsafe(cancel)
+            with anyio.CancelScope(shield=True):
+                await done.wait()  # the coroutine has really ended
+            if not tasks[0].cancelled():
+                tasks[0].exception()  # retrieved: the caller's cancellation propagates
+            raise
+        task = tasks[0]
+        if task.cancelled():
+            raise RuntimeError("the Bluetooth event loop stopped while a call was running")
+        return task.result()
 
     def run_sync_soon(self, fn: Callable[..., object], /, *args: object) -> None:
         """Schedule the plain callable ``fn(*args)`` on the BLE loop (thread-safe)."""

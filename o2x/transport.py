@@ -103,11 +103,14 @@ class BleakLink:
             return
         if self._scanner is None:
             self._scanner = BleakScanner(detection_callback=self._detected, **self._scanner_kwargs)
+        # Set first: a start cut short by a cancellation may have started the scan,
+        # and must be stopped like any other.
+        self._scanning = True
         try:
             await self._scanner.start()
         except (OSError, BleakError) as exc:
+            self._scanning = False
             raise self._unavailable("scan", exc) from exc
-        self._scanning = True
 
     async def stop_scan(self) -> None:
         """Stop scanning (nothing happens if not scanning)."""

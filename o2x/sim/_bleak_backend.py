@@ -96,9 +96,11 @@ class VirtualBleakScanner(BaseBleakScanner):
         if self._scanning:
             return
         self.seen_devices = {}
-        await self._air.add_scan_listener(self._on_advertisement, active=self._active)
+        # Scanning from here on, so that stop() undoes a start cut short by a
+        # cancellation (the listener is added before the scan mode is applied).
         self._scanning = True
         self._unregister_close = self._air.on_close(self.stop)
+        await self._air.add_scan_listener(self._on_advertisement, active=self._active)
 
     async def stop(self) -> None:
         if not self._scanning:
