@@ -46,6 +46,35 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def fuzz(session: nox.Session) -> None:
+    """Fuzz the wire format with atheris: ``nox -s fuzz -- 600`` runs for 600 s (the default).
+
+    Further arguments go to libFuzzer (``nox -s fuzz -- 60 -jobs=4``). The corpus
+    grows in .nox/fuzz/tmp/corpus across runs; crashes are written to
+    .nox/fuzz/tmp/artifacts (see docs/reliability.md, "Fuzzing").
+    """
+    seconds, *extra = session.posargs or ["600"]
+    session.install("-e", ".", "atheris")
+    tmp = Path(session.create_tmp())
+    corpus, artifacts = tmp / "corpus", tmp / "artifacts"
+    corpus.mkdir(exist_ok=True)
+    artifacts.mkdir(exist_ok=True)
+    session.run(
+        "python",
+        "tests/fuzz/fuzz_frames.py",
+        str(corpus),
+        "tests/fuzz/seeds",
+        f"-max_total_time={int(seconds)}",
+        "-max_len=4096",
+        "-rss_limit_mb=2048",
+        "-timeout=10",
+        "-print_final_stats=1",
+        f"-artifact_prefix={artifacts}/",
+        *extra,
+    )
+
+
+@nox.session(python=PYTHON)
 def soak(session: nox.Session) -> None:
     """The long soak test: ``nox -s soak -- --minutes 15 --backend asyncio|trio|both``.
 
