@@ -355,10 +355,9 @@ class _Soak:
         return (
             len(self.seen) >= self.log_statuses
             and self.car.stats.crc_errors >= self.log_corrupted
-            # A change whose frame was corrupted is logged with the next frame, which
-            # may not have been sent yet (and the simulator logs a frame as sent when it
-            # is queued, even if a link fault then drops its tail): wait until the
-            # library shows the status the dongle is in now.
+            # A change whose frame was corrupted is logged with the next intact frame,
+            # which may not have been sent yet: wait until the library shows the status
+            # the dongle is in now, so that no change is still on its way.
             and bool(self.seen)
             and self.seen[-1] is self._status()
         )
@@ -894,12 +893,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, help="write the report(s) here")
     args = parser.parse_args(argv)
+    # Taken before running: the library's files may change while a long run goes on.
+    revision = _revision()
     if args.backend != "both":
         report = _run_one(args)
+        report.config["revision"] = revision
         reports = [report]
     else:
         reports = _run_children(args)
-    print(f"\no2x {_revision()}, Python {sys.version.split()[0]}\n", flush=True)
+    revisions = sorted({r.config.get("revision", revision) for r in reports})
+    print(f"\no2x {' / '.join(revisions)}, Python {sys.version.split()[0]}\n", flush=True)
     print(format_table(reports), flush=True)
     if args.json:
         args.json.write_text(json.dumps([r.to_json() for r in reports], indent=1))
