@@ -111,6 +111,7 @@ def test_sigkill_mid_write_leaves_the_old_file_or_the_new_one(
         torn_writes += len(leftovers) - before
         for leftover in leftovers:
             assert stat.S_IMODE(leftover.stat().st_mode) == 0o600
+    print(f"\n{kills} kills, {torn_writes} inside a write")  # shown with pytest -s
     assert torn_writes >= 1, "no kill landed inside a write; the test proved nothing"
     assert seen == {A, B}, "the writer never got through both contents"
     # Leftover temp files are ignored: loading reads vehicle.json only, and saving
