@@ -721,7 +721,9 @@ class FrameDecoder:
                 # Maybe noise that looked like a header: resynchronise on the next
                 # SOF, inside what seemed to be this frame.
                 self._crc_errors += 1
-                self.last_error = exc
+                self.last_error = exc.with_traceback(
+                    None
+                )  # a traceback would pin the callers' frames
                 self._bytes_discarded += 1
                 pos += 1
                 continue
@@ -729,7 +731,9 @@ class FrameDecoder:
                 # Framed correctly (the CRC matched) but not acceptable: skip it
                 # whole. Its sequence number still counts.
                 self._invalid += 1
-                self.last_error = exc
+                self.last_error = exc.with_traceback(
+                    None
+                )  # a traceback would pin the callers' frames
                 self._bytes_discarded += frame_end - pos
                 seq = buf[pos + 3]
             else:
