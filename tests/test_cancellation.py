@@ -1,12 +1,14 @@
 """Cancellation at every await point of entering, streaming and leaving, on asyncio and trio.
 
-The scenario is what a user writes: enter ``O2XVehicle.first_time`` (scan, connect,
-read the identity, subscribe), read three samples, leave. Every time the user's task
-or the vehicle's driver task is about to give control back to the event loop counts
-as one step; the test runs the scenario once to count them, then again for each N,
-cancelling the user's cancel scope at the N-th step. That walks a cancellation
-through every await point of the library, while it waits on the radio (a
-connection being set up, a GATT read, a subscription) as well as on its own streams.
+The scenarios are what a user writes: enter the vehicle (scan, connect, read the
+identity, subscribe), read samples, leave (or leave by an exception). Every time a
+coroutine of the scenario is about to give control back to its event loop counts as
+one step: the user's task, the vehicle's driver task, and every coroutine the library
+runs on the BLE loop through the portal (bleak's and the radio's own awaits, on the
+radio's thread under trio). The test runs the scenario once to count the steps, then
+again for each N, cancelling the user's cancel scope at the N-th step. That walks a
+cancellation through every await point of the library, including while the radio is
+in the middle of something (a connection being set up, a GATT read, a subscription).
 
 After each cancellation nothing may be left: no task of the library on the caller's
 loop or the radio's, no connection, no scan, no claimed VIN, no extra thread.
