@@ -621,11 +621,11 @@ async def test_flood_of_bad_bytes_neither_grows_memory_nor_starves_the_loop(
                 while seen < 12:
                     seen += (await anext(samples)).data.battery_soc.value == 42
             # Then, once all that is decoded, a frame the decoder rejects and a valid
-            # one, alone. FrameDecoder.last_error keeps the call stack of the last error
-            # alive, with the batch of notifications being decoded (up to 4096 under
-            # trio), until the next error: tests/regressions/test_decoder_last_error.py.
-            # Here the error is made to happen on a batch of one notification, so what
-            # is measured is the memory the flood left, not which batch it pins.
+            # one, alone. FrameDecoder.last_error once kept the call stack of the last
+            # error alive, with the batch of notifications being decoded (up to 4096
+            # under trio): tests/regressions/test_decoder_last_error.py. The last error
+            # happens on a batch of one notification, so what is measured is the
+            # memory the flood left, whatever the decoder keeps of its last error.
             rejected = encode_frame(0x02, b"", seq=12)  # an EVENT without its code
             await peer.send(rejected + encode_info(seq=13, battery_soc=43))
             frames_sent += 13
