@@ -1,6 +1,6 @@
 """Reach the asyncio-only BLE stack (bleak, Bumble) from asyncio or from trio.
 
-Under asyncio the stack runs on the caller's own loop and a portal costs nothing.
+Under asyncio the stack runs on the caller's own loop; no thread is involved.
 Under trio it runs on a private asyncio loop in a dedicated thread, owned by the
 ``async with open_portal()`` block: the thread is started on entry and joined on
 exit, so nothing outlives the block. ``docs/design.md`` explains why a loop thread
