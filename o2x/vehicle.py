@@ -238,6 +238,7 @@ class O2XVehicle:
         self._portal_cm: Any = None
         self._task_group: TaskGroup | None = None
         self._link: BleakLink | None = None
+        self._portal: AsyncioPortal | None = None
         self._machine: VehicleMachine | None = None
         self._decoder = FrameDecoder()
         self._generation: int | None = None
@@ -424,6 +425,7 @@ class O2XVehicle:
                 self._portal_cm = open_portal()
                 portal = await self._portal_cm.__aenter__()
                 scanner_kwargs, client_kwargs = {}, {}
+            self._portal = portal
             self._link = BleakLink(
                 portal,
                 self,
@@ -438,11 +440,11 @@ class O2XVehicle:
             await self._task_group.__aenter__()
             self._task_group.start_soon(self._drive)
             await self._ready.wait()
-        except BaseException as exc:
-            await self._shutdown(type(exc), exc, exc.__traceback__)
+        except BaseException:
+            await self._shutdown()
             raise
         if self._failure is not None:
-            await self._shutdown(None, None, None)
+            await self._shutdown()
             raise self._failure
         return self
 
@@ -452,14 +454,9 @@ class O2XVehicle:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._shutdown(exc_type, exc, tb)
+        await self._shutdown()
 
-    async def _shutdown(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _shutdown(self) -> None:
         self._closed = True
         try:
             # The task group is exited first and outside any other scope: cancel
@@ -477,9 +474,9 @@ class O2XVehicle:
                 try:
                     if self._machine is not None:
                         self._machine.handle(Close(), anyio.current_time())
-                    if self._link is not None:
+                    if self._link is not None and self._portal is not None:
                         self._generation = None
-                        link, portal = self._link, self._link_portal()
+                        link, portal = self._link, self._portal
                         with anyio.move_on_after(DISCONNECT_TIMEOUT + 0.5):
                             await portal.run(link.close)
                     if self._portal_cm is not None:
@@ -491,10 +488,6 @@ class O2XVehicle:
                         self._inputs_receive.close()
                     self._end_streams()
                     self._release()
-
-    def _link_portal(self) -> AsyncioPortal:
-        assert self._link is not None
-        return self._link._portal
 
     def _end_streams(self) -> None:
         streams: list[Stream[Any]] = [*self._samples, *self._statuses, *self._events]
@@ -549,7 +542,8 @@ class O2XVehicle:
         link = self._link
         assert machine is not None
         assert link is not None
-        portal = self._link_portal()
+        portal = self._portal
+        assert portal is not None
         queue = deque(actions)
         while queue:
             action = queue.popleft()
