@@ -348,6 +348,35 @@ def cut(stream: bytes, rng: random.Random, smallest: int, largest: int) -> list[
     return chunks
 
 
+def hostile_notifications(count: int, seed: int = 11) -> dict[str, list[bytes]]:
+    """Full 244-byte notifications (MTU 247) of three kinds, ``count`` of each.
+
+    ``worst`` is the decoder's worst case: a header declaring a 240-byte payload
+    every 5 bytes, each of which must be waited for and then ruled out.
+    """
+    rng = random.Random(seed)
+    valid = b"".join(realistic_frames(count * 244 // 23 + 1, seed))
+    worst = (b"\xa5\x01\x01\x00\xf0" * 49)[:244]
+    return {
+        "valid": [valid[i * 244 : (i + 1) * 244] for i in range(count)],
+        "random": [rng.randbytes(244) for _ in range(count)],
+        "worst": [worst] * count,
+    }
+
+
+def _time_feed_notifications(chunks: list[bytes]) -> list[int]:
+    """One pass of a new FrameDecoder over ``chunks``: the time of each segment."""
+    decoder = FrameDecoder()
+    feed = decoder.feed
+    times = []
+    for segment in _segments(chunks, 200):
+        start = time.perf_counter_ns()
+        for chunk in segment:
+            feed(chunk)
+        times.append(time.perf_counter_ns() - start)
+    return times
+
+
 def _check_baselines(frames: list[bytes]) -> None:
     """The baselines must decode what decode_frame decodes, and detect a bad CRC."""
     parser = CONSTRUCT_INFO_FRAME.compile()
@@ -441,6 +470,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream_repeats,
     )
 
+    n_hostile = 400 if quick else 2_000
+    hostile = interleaved(
+        {
+            kind: (functools.partial(_time_feed_notifications, notifications), n_hostile)
+            for kind, notifications in hostile_notifications(n_hostile).items()
+        },
+        stream_repeats,
+    )
+
     ours = fast["decode_frame"]
     vs_construct = slow["construct"] / slow["decode_frame"]
     vs_interpreted = slow["construct_interpreted"] / slow["decode_frame"]
@@ -475,6 +513,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"feed: {1e9 / stream['feed']:,.0f} frames/s; "
         f"decode_frame on the split frames: {1e9 / stream['split']:,.0f} frames/s"
     )
+    print()
+    print(f"FrameDecoder.feed on {n_hostile:,} full notifications (244 bytes) of each kind:")
+    print(f"{'notifications':<41} {'us each':>9}  {'MB/s':>6}  cost per byte")
+    print("-" * 74)
+    for kind, label in (
+        ("valid", "valid INFO frames"),
+        ("random", "random bytes"),
+        ("worst", "a 240-byte header every 5 bytes"),
+    ):
+        ns = hostile[kind]
+        print(
+            f"{label:<41} {ns / 1000:>9,.1f}  {244e3 / ns:>6,.1f}  "
+            f"{ns / hostile['valid']:.1f}x valid frames"
+        )
     if quick:
         print("(--quick: too short to mean anything; it checks that the script works)")
         return 0

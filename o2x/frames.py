@@ -371,7 +371,7 @@ def _decode_checked(data: bytes) -> Frame:
     (crc,) = _CRC.unpack_from(data, expected - 2)
     computed = crc_hqx(data[1 : expected - 2], 0xFFFF)
     if crc != computed:
-        raise BadCRC(f"CRC mismatch: frame carries 0x{crc:04X}, contents give 0x{computed:04X}")
+        raise _bad_crc(crc, computed)
     if ftype == FrameType.INFO:
         return _decode_info(seq, data)
     payload = data[_HEADER_SIZE : expected - 2]
@@ -382,6 +382,10 @@ def _decode_checked(data: bytes) -> Frame:
     if ftype == FrameType.IDENTITY:
         return _decode_identity_payload(seq, payload)
     raise UnknownFrameType(f"unknown frame type 0x{ftype:02X} (known: 0x01, 0x02, 0x03)")
+
+
+def _bad_crc(carried: int, computed: int) -> BadCRC:
+    return BadCRC(f"CRC mismatch: frame carries 0x{carried:04X}, contents give 0x{computed:04X}")
 
 
 def _decode_info(seq: int, frame: bytes) -> InfoFrame:
@@ -603,10 +607,10 @@ class FrameDecoder:
         "_crc_errors",
         "_frames",
         "_invalid",
+        "_last_error",
         "_next_seq",
         "_seq_gaps",
         "_wanted",
-        "last_error",
     )
 
     def __init__(self) -> None:
@@ -618,8 +622,26 @@ class FrameDecoder:
         self._bytes_discarded = 0
         self._seq_gaps = 0
         self._next_seq = -1
-        #: The most recent :class:`FrameError` met while decoding, for diagnostics.
-        self.last_error: FrameError | None = None
+        # A FrameError, or (carried, computed) for a CRC mismatch not yet built
+        # into a BadCRC: see last_error.
+        self._last_error: FrameError | tuple[int, int] | None = None
+
+    @property
+    def last_error(self) -> FrameError | None:
+        """The most recent :class:`FrameError` met while decoding, for diagnostics.
+
+        >>> decoder = FrameDecoder()
+        >>> frame = bytearray(encode_info(seq=1))
+        >>> frame[9] ^= 0x10  # one bit flipped in the payload
+        >>> decoder.feed(bytes(frame))
+        []
+        >>> decoder.last_error  # doctest: +ELLIPSIS
+        BadCRC('CRC mismatch: frame carries 0x..., contents give 0x...')
+        """
+        error = self._last_error
+        if isinstance(error, tuple):
+            error = self._last_error = _bad_crc(*error)
+        return error
 
     @property
     def stats(self) -> DecoderStats:
@@ -715,23 +737,33 @@ class FrameDecoder:
             if frame_end > end_of_data:
                 wanted = frame_end - pos
                 break
+            carried = buf[frame_end - 2] | buf[frame_end - 1] << 8
+            computed = crc_hqx(buf[pos + 1 : frame_end - 2], 0xFFFF)
+            if carried != computed:
+                # Maybe noise that looked like a header: resynchronise on the next
+                # SOF, inside what seemed to be this frame. Checked here rather
+                # than by _decode_checked, because raising and catching a BadCRC
+                # for every false header costs several times the check itself,
+                # and noise can hold one every 5 bytes. The error is built only
+                # if someone reads last_error.
+                self._crc_errors += 1
+                self._last_error = (carried, computed)
+                found = buf.find(0xA5, pos + 1)
+                if found < 0:
+                    self._bytes_discarded += end_of_data - pos
+                    pos = end_of_data
+                    wanted = 5
+                    break
+                self._bytes_discarded += found - pos
+                pos = found
+                continue
             try:
                 frame = _decode_checked(buf[pos:frame_end])
-            except BadCRC as exc:
-                # Maybe noise that looked like a header: resynchronise on the next
-                # SOF, inside what seemed to be this frame.
-                self._crc_errors += 1
-                self.last_error = exc.with_traceback(
-                    None
-                )  # a traceback would pin the callers' frames
-                self._bytes_discarded += 1
-                pos += 1
-                continue
             except FrameError as exc:
                 # Framed correctly (the CRC matched) but not acceptable: skip it
                 # whole. Its sequence number still counts.
                 self._invalid += 1
-                self.last_error = exc.with_traceback(
+                self._last_error = exc.with_traceback(
                     None
                 )  # a traceback would pin the callers' frames
                 self._bytes_discarded += frame_end - pos

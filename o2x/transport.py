@@ -35,6 +35,10 @@ GATT_TIMEOUT = 10.0
 DISCONNECT_TIMEOUT = 1.0
 #: Notifications waiting to cross to the caller's thread, at most (about 1 MB).
 _MAX_PENDING = 4096
+#: Notifications handed to the sink per callback on the caller's loop, at most. A
+#: backlog is worked through in slices, with the loop's other work between them,
+#: rather than in one callback that could hold the loop for a long time.
+_MAX_BATCH = 256
 
 
 class LinkSink(Protocol):
@@ -211,13 +215,18 @@ class BleakLink:
             self._flush_scheduled = True
             self._portal.to_caller_soon(self._flush)
 
-    def _flush(self) -> None:
+    def _flush(self, limit: int = _MAX_BATCH) -> None:
         # Runs on the caller's loop. The flag is cleared before the batch is taken,
         # so anything the BLE thread appends later schedules another flush; popleft
-        # is atomic, so appending while the batch is taken is safe.
+        # is atomic, so appending while the batch is taken is safe. What is left
+        # over a batch gets a flush of its own (if the BLE thread schedules one at
+        # the same moment, the second finds less, or nothing, to do).
         self._flush_scheduled = False
         pending = self._pending
-        batch = [pending.popleft() for _ in range(len(pending))]
+        batch = [pending.popleft() for _ in range(min(len(pending), limit))]
+        if pending and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._portal.to_caller_soon(self._flush)
         start = 0
         for i in range(1, len(batch) + 1):
             if i == len(batch) or batch[i][0] != batch[start][0]:
@@ -227,7 +236,14 @@ class BleakLink:
     def _disconnected(self, generation: int) -> None:
         if generation == self.generation:
             self._client = None
-            self._portal.to_caller_soon(self._sink.link_lost, generation)
+            self._portal.to_caller_soon(self._lost, generation)
+
+    def _lost(self, generation: int) -> None:
+        # On the caller's loop. What arrived before the link went down is handed
+        # over before the loss is: none of it waits behind the news.
+        if self._pending:
+            self._flush(limit=_MAX_PENDING)
+        self._sink.link_lost(generation)
 
     def _unavailable(self, what: str, exc: BaseException) -> Exception:
         if not self._system:

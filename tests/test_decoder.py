@@ -234,6 +234,27 @@ def test_a_flipped_bit_never_passes_and_never_costs_the_next_frame(
     assert decoder.stats.bytes_discarded == len(first)
 
 
+def test_last_error_says_what_decode_frame_says_and_is_the_latest() -> None:
+    bad = bytearray(info(1))
+    bad[12] ^= 0x10
+    with pytest.raises(BadCRC) as raised:
+        decode_frame(bytes(bad))
+    decoder = FrameDecoder()
+    decoder.feed(bytes(bad))
+    error = decoder.last_error
+    assert isinstance(error, BadCRC)
+    assert str(error) == str(raised.value)
+    assert decoder.last_error is error  # built once, then kept
+    # A later error of another kind replaces it, and a later CRC error that one.
+    invalid = bytearray(info(2))
+    invalid[7] = 200
+    decoder.feed(encode_frame(1, bytes(invalid[5:-2]), seq=2))
+    assert isinstance(decoder.last_error, ValueOutOfRange)
+    decoder.feed(bytes(bad))
+    assert isinstance(decoder.last_error, BadCRC)
+    assert decoder.last_error is not error
+
+
 def test_invalid_frames_are_skipped_whole_and_counted() -> None:
     # The CRC is right but the content is not: a state of charge of 200 %.
     invalid = bytearray(info(7))
