@@ -161,6 +161,14 @@ def TestOneInput(data: bytes) -> None:  # the name atheris looks for
     if single is not None and whole != [single]:
         raise AssertionError(f"decode_frame gives {single!r}, the decoder {whole!r}")
 
+    # The last error, built when read, is a FrameError; there is one exactly when
+    # the decoder counted something it rejected.
+    for d in (decoder, whole_decoder):
+        error = d.last_error
+        rejected = d.stats.crc_errors + d.stats.invalid_frames
+        if not (isinstance(error, FrameError) if rejected else error is None):
+            raise AssertionError(f"last_error {error!r} after {d.stats}")
+
 
 def seeds() -> dict[str, bytes]:
     """Valid frames and streams for the fuzzer to start from (and mutate)."""
