@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import math
 import os
 import threading
@@ -34,6 +35,7 @@ from .errors import (
     FrameError,
     NoPreviousVehicle,
     O2XError,
+    StateFileError,
 )
 from .frames import Frame, FrameDecoder, IdentityFrame, decode_frame
 from .machine import (
@@ -63,6 +65,10 @@ from .machine import (
 )
 from .model import Event, EventKind, VehicleInfo, normalize_vin
 from .transport import DISCONNECT_TIMEOUT, BleakLink
+
+_DELIVERIES = (DeliverSample, DeliverStatus, DeliverEvent)
+#: Frames kept while the subscription's confirmation is being handled, at most.
+_MAX_EARLY = 64
 
 __all__ = ["O2XVehicle", "Radio", "VehicleStats", "current_vin"]
 
@@ -152,6 +158,8 @@ class Stream(Generic[T]):
         self.dropped = 0
 
     def _push(self, item: T) -> None:
+        if self._end is not None:  # closed: aclose() means nothing more arrives
+            return
         items = self._items
         if self._maxlen is not None and len(items) == self._maxlen:
             self.dropped += 1
@@ -178,7 +186,10 @@ class Stream(Generic[T]):
                 if self._end.error is not None:
                     raise self._end.error
                 raise StopAsyncIteration
-            self._waiter = anyio.Event()
+            # Shared by every task waiting on this stream, so that all of them wake
+            # (one takes the item; the others wait again) and all see the end.
+            if self._waiter is None:
+                self._waiter = anyio.Event()
             await self._waiter.wait()
         return self._items.popleft()
 
@@ -211,6 +222,11 @@ class O2XVehicle:
     is found and connected again without the user doing anything. Leaving the block
     disconnects and leaves nothing running.
 
+    If the vehicle stops for good inside the block (the system's Bluetooth went
+    away while the vehicle was being found again), every stream ends with that
+    error, :meth:`get` raises it, and leaving the block raises it, unless the block
+    is already raising an exception of its own.
+
     To run without a car, pass ``radio=`` a :class:`o2x.sim.VirtualRadio` holding a
     :class:`o2x.sim.SimulatedVehicle`.
     """
@@ -242,7 +258,8 @@ class O2XVehicle:
         self._machine: VehicleMachine | None = None
         self._decoder = FrameDecoder()
         self._generation: int | None = None
-        self._early: list[Frame] = []
+        # Frames that raced the subscription's confirmation; the newest are kept.
+        self._early: deque[Frame] = deque(maxlen=_MAX_EARLY)
         self._inputs_send: MemoryObjectSendStream[Input | None] | None = None
         self._inputs_receive: MemoryObjectReceiveStream[Input | None] | None = None
         self._waiting_until = -math.inf
@@ -327,11 +344,12 @@ class O2XVehicle:
         """The last reading received, waiting for the first one if needed
         (the SDK's ``get`` of ``pims.vehicle.informations``)."""
         self._require_entered()
-        while self._latest_info is None:
-            if self._failure is not None:
+        while True:
+            if self._failure is not None:  # stopped for good: the last reading is stale
                 raise self._failure
+            if self._latest_info is not None:
+                return self._latest_info
             await self._first_info.wait()
-        return self._latest_info
 
     @property
     def stats(self) -> VehicleStats:
@@ -455,6 +473,10 @@ class O2XVehicle:
         tb: TracebackType | None,
     ) -> None:
         await self._shutdown()
+        if exc is None and self._failure is not None:
+            # The vehicle stopped for good inside the block (its streams ended with
+            # this error); a block that ended quietly must not hide it.
+            raise self._failure
 
     async def _shutdown(self) -> None:
         self._closed = True
@@ -548,6 +570,14 @@ class O2XVehicle:
         while queue:
             action = queue.popleft()
             result: Input | None = None
+            if isinstance(action, _DELIVERIES):
+                self._deliver(action)
+                continue
+            if queue and not isinstance(action, Fail):
+                # The actions below await. A reading or event the machine has
+                # already produced must not wait behind them: frames arriving
+                # meanwhile are delivered as they come and would overtake it.
+                queue = self._deliver_ahead(queue)
             if isinstance(action, StartScan):
                 try:
                     await portal.run(link.start_scan)
@@ -580,12 +610,14 @@ class O2XVehicle:
                 self._address = None
                 await portal.run(link.disconnect)
             elif isinstance(action, Ready):
-                await self._remember(action)
+                try:
+                    await self._remember(action)
+                except StateFileError as exc:
+                    self._fail(exc)
+                    return
             elif isinstance(action, Fail):
                 self._fail(action.error)
                 return
-            else:
-                self._deliver(action)
             if result is not None:
                 now = anyio.current_time()
                 was_streaming = machine.has_streamed
@@ -593,9 +625,22 @@ class O2XVehicle:
                 if isinstance(result, Subscribed):
                     if was_streaming:
                         self._reconnects += 1
-                    early, self._early = self._early, []
+                    early, self._early = self._early, deque(maxlen=_MAX_EARLY)
                     for frame in early:
                         queue.extend(machine.frame_received(frame, now))
+
+    def _deliver_ahead(self, queue: deque[Action]) -> deque[Action]:
+        """Deliver the deliveries in ``queue`` (up to a ``Fail``); return the rest, in order."""
+        rest: deque[Action] = deque()
+        for i, action in enumerate(queue):
+            if isinstance(action, Fail):
+                rest.extend(itertools.islice(queue, i, None))
+                break
+            if isinstance(action, _DELIVERIES):
+                self._deliver(action)
+            else:
+                rest.append(action)
+        return rest
 
     async def _read_identity(self, link: BleakLink, portal: AsyncioPortal) -> Input:
         try:
@@ -649,8 +694,7 @@ class O2XVehicle:
         for chunk in chunks:
             for frame in feed(chunk):
                 if not streaming:
-                    if len(self._early) < 64:  # frames racing the subscription's confirmation
-                        self._early.append(frame)
+                    self._early.append(frame)
                     continue
                 for action in frame_received(frame, now):
                     deliver(action)
