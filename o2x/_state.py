@@ -1,7 +1,7 @@
 """The remembered vehicle: a small JSON file, written atomically, readable only by its owner.
 
-``O2XVehicle.first_time`` writes it after a successful connection and
-``O2XVehicle.previous`` reads it — the SDK's "previously subscribed vehicle".
+An ``O2XVehicle`` writes it once it streams (after ``first_time`` or ``previous``),
+and ``O2XVehicle.previous`` reads it: the SDK's "previously subscribed vehicle".
 """
 
 from __future__ import annotations

@@ -97,8 +97,12 @@ class ConnectionFailed(O2XError, ConnectionError):
     """A connection to the vehicle's dongle could not be set up."""
 
 
-class IdentityMismatch(O2XError):
-    """The dongle that answered serves the identity of another vehicle."""
+class IdentityMismatch(ConnectionFailed):
+    """The dongle advertising the vehicle's VIN serves another vehicle's identity.
+
+    Raised on entry when that is why no connection could be set up; it is a
+    :class:`ConnectionFailed`, and its message names both VINs.
+    """
 
 
 class SDKFormatError(O2XError, ValueError):

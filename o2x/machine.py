@@ -537,7 +537,13 @@ class VehicleMachine:
         error: O2XError
         if self._seen_vehicle:
             reason = f": {self._last_error}" if self._last_error else ""
-            error = ConnectionFailed(
+            # An impostor (the last attempt met a wrong identity) keeps its own type.
+            kind = (
+                IdentityMismatch
+                if isinstance(self._last_error, IdentityMismatch)
+                else ConnectionFailed
+            )
+            error = kind(
                 f"vehicle {self.vin} was found but no connection could be set up "
                 f"within {seconds:g} s{reason}"
             )

@@ -340,9 +340,10 @@ async def test_impostor_alone_is_rejected_again_and_again(
     vehicle = O2XVehicle.first_time(
         VIN, radio=radio, state_dir=tmp_path, timeouts=Timeouts(scan=1.5)
     )
-    with anyio.fail_after(WAIT), pytest.raises(o2x.ConnectionFailed, match=OTHER_VIN):
+    with anyio.fail_after(WAIT), pytest.raises(o2x.IdentityMismatch, match=OTHER_VIN) as raised:
         async with vehicle:
             pytest.fail("accepted a dongle serving another vehicle's identity")
+    assert isinstance(raised.value, o2x.ConnectionFailed)  # caught by the broader handler too
     # Rejected, then scanned for again after the back-off (0.5 s, then 1 s): tried
     # more than once, never subscribed to, and not left connected.
     assert central.connected.count(impostor.address) >= 2

@@ -25,7 +25,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from o2x import ConnectionFailed, O2XError, ScanTimeout, derive_status
+from o2x import ConnectionFailed, IdentityMismatch, O2XError, ScanTimeout, derive_status
 from o2x.frames import (
     EventFrame,
     Frame,
@@ -397,6 +397,8 @@ def test_first_time_connection_failed_when_seen_but_never_connected(
     assert isinstance(fail.error, ConnectionFailed)
     assert not isinstance(fail.error, ScanTimeout)
     assert isinstance(fail.error, O2XError)
+    # Only a wrong identity makes the failure an IdentityMismatch.
+    assert isinstance(fail.error, IdentityMismatch) == (scenario is _identity_mismatch)
     assert_final(m, 10.0)
 
 
