@@ -1,10 +1,12 @@
-"""Development sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``bench``."""
+"""Development sessions. ``nox`` runs ``tests``, ``lint`` and ``typecheck``; ``bench``,
+``soak`` and ``fuzz`` are run by name (``nox -s bench``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import nox
+from nox.command import CommandFailed
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
@@ -41,8 +43,16 @@ def bench(session: nox.Session) -> None:
     scripts = sorted(Path("benchmarks").glob("bench_*.py"))
     if session.posargs:  # nox -s bench -- frames  runs benchmarks/bench_frames.py only
         scripts = [s for s in scripts if s.stem.removeprefix("bench_") in session.posargs]
+    # Every script runs, even after one has missed a target (it exits with 1); the
+    # session fails at the end, naming them.
+    failed = []
     for script in scripts:
-        session.run("python", str(script))
+        try:
+            session.run("python", str(script))
+        except CommandFailed:
+            failed.append(script.stem)
+    if failed:
+        session.error(f"missed a target or failed: {', '.join(failed)} (see above)")
 
 
 @nox.session(python=PYTHON)

@@ -8,7 +8,8 @@ or by hand::
 
 ``CORPUS_DIR`` collects the inputs that found new coverage; ``tests/fuzz/seeds``
 holds valid frames and streams to start from (``--write-seeds DIR`` rewrites them).
-A crash is written to ``crash-<sha1>`` in the working directory; replay it with
+A crash is written to ``crash-<sha1>`` in the working directory (``nox -s fuzz``
+passes ``-artifact_prefix`` to put it in ``.nox/fuzz/tmp/artifacts``); replay it with
 ``python tests/fuzz/fuzz_frames.py crash-<sha1>`` and turn it into a test in
 ``tests/regressions/``.
 
