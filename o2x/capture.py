@@ -34,7 +34,8 @@ import attrs
 
 from .errors import O2XError
 from .frames import Frame, FrameDecoder
-from .model import normalize_vin
+from .machine import Action, DeliverEvent
+from .model import EventKind, normalize_vin
 from .vehicle import O2XVehicle
 
 __all__ = [
@@ -405,7 +406,9 @@ class RecordingVehicle(O2XVehicle):
 
     Every notification the radio delivers for the current link is written before
     it is decoded, with a ``LINK_UP`` record ahead of each link's first
-    notification and a ``LINK_DOWN`` record when the radio reports the link lost.
+    notification and a ``LINK_DOWN`` record when that link is lost: reported lost
+    by the radio, or given up by the vehicle after ``loose_connection`` seconds of
+    silence (each ``disconnected`` event of the live vehicle has its record).
     Writing never disturbs the vehicle: if the file cannot be written, recording
     stops and the error is kept in ``capture.error``.
     """
@@ -415,6 +418,8 @@ class RecordingVehicle(O2XVehicle):
     # Links are numbered by the transport; a number below the newest one seen is
     # a late callback of a link that has been replaced.
     _capture_link = -1
+    # The link whose LINK_DOWN has been written: one record per link.
+    _capture_down = -1
 
     def notifications(self, generation: int, chunks: list[bytes]) -> None:
         """Write the notifications, then decode and deliver them as usual."""
@@ -439,15 +444,27 @@ class RecordingVehicle(O2XVehicle):
 
     def link_lost(self, generation: int) -> None:
         """Write a ``LINK_DOWN`` record, then handle the loss as usual."""
+        if generation == self._capture_link:
+            self._record_link_down()
+        super().link_lost(generation)
+
+    def _deliver(self, action: Action) -> None:
+        # The vehicle gives a silent link up itself, with no word from the radio.
+        if isinstance(action, DeliverEvent) and action.kind is EventKind.DISCONNECTED:
+            self._record_link_down()
+        super()._deliver(action)
+
+    def _record_link_down(self) -> None:
         capture = self.capture
         if (
             capture is not None
             and not capture.closed
             and capture.error is None
-            and generation == self._capture_link
+            and self._capture_link >= 0
+            and self._capture_down != self._capture_link
         ):
+            self._capture_down = self._capture_link
             try:
                 capture.link_down()
             except OSError as exc:
                 capture.error = exc
-        super().link_lost(generation)

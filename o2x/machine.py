@@ -94,7 +94,8 @@ def _seconds(*, allow_zero: bool) -> Callable[[object, attrs.Attribute[float], f
 
 @attrs.frozen
 class Timeouts:
-    """How long to wait, in seconds — the SDK's ``pims.vehicle.timeout`` values.
+    """How long to wait, in seconds — the SDK's ``pims.vehicle.timeout`` values, which
+    the SDK gives in milliseconds (its ``looseConnection: 5000`` is ``loose_connection=5``).
 
     >>> Timeouts(scan=10)
     Timeouts(scan=10, loose_connection=5.0, change_status=0.0)
@@ -332,6 +333,11 @@ class VehicleMachine:
         self._advertised_vin: str | None = None
         #: Whether the vehicle has streamed at least once (then the user has it).
         self.has_streamed = False
+        #: Times data flowed again after a DISCONNECTED.
+        self.reconnects = 0
+        # True from a DISCONNECTED until a frame arrives on a new link: a link that
+        # comes back but stays silent, and is lost again, is the same outage.
+        self._outage = False
         self.reported_status: VehicleStatus | None = None
         self._pending_status: VehicleStatus | None = None
         self._pending_frame: InfoFrame | None = None
@@ -390,6 +396,9 @@ class VehicleMachine:
         if self.state is not State.STREAMING:
             return []
         self._loose_deadline = now + self.timeouts.loose_connection
+        if self._outage:
+            self._outage = False
+            self.reconnects += 1
         if type(frame) is InfoFrame:
             actions: list[Action] = [DeliverSample(frame)]
             status = derive_status(frame.system_state, frame.rnd)
@@ -517,7 +526,10 @@ class VehicleMachine:
                 self._report_pending(actions)  # it held until the link went
             # A status still waiting to hold cannot be confirmed across a gap.
             self._pending_status = self._pending_frame = None
-            actions += [Disconnect(), DeliverEvent(EventKind.DISCONNECTED)]
+            actions.append(Disconnect())
+            if not self._outage:  # once per outage, however many links it takes
+                self._outage = True
+                actions.append(DeliverEvent(EventKind.DISCONNECTED))
         else:
             actions.append(Disconnect())
             if self.address is not None:

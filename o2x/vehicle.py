@@ -125,9 +125,10 @@ class VehicleStats:
     seq_gaps: int
     #: Samples a slow ``samples()`` consumer lost (the oldest ones go first).
     samples_dropped: int
-    #: ``DISCONNECTED`` events: link losses and silences longer than loose_connection.
+    #: ``DISCONNECTED`` events: link losses and silences longer than loose_connection,
+    #: one per outage however many links it takes to end it.
     disconnections: int
-    #: Times the link came back after a disconnection.
+    #: Times data flowed again after a disconnection.
     reconnects: int
 
 
@@ -276,7 +277,6 @@ class O2XVehicle:
         self._samples_dropped = 0
         self._latest_frame: Frame | None = None
         self._disconnections = 0
-        self._reconnects = 0
         self._second = -1
         self._second_dt = dt.datetime.now(dt.UTC)
 
@@ -363,7 +363,7 @@ class O2XVehicle:
             seq_gaps=d.seq_gaps,
             samples_dropped=self._samples_dropped,
             disconnections=self._disconnections,
-            reconnects=self._reconnects,
+            reconnects=self._machine.reconnects if self._machine is not None else 0,
         )
 
     def samples(self, *, buffer: int = 256) -> Stream[VehicleInfo]:
@@ -620,11 +620,8 @@ class O2XVehicle:
                 return
             if result is not None:
                 now = anyio.current_time()
-                was_streaming = machine.has_streamed
                 queue.extend(machine.handle(result, now))
                 if isinstance(result, Subscribed):
-                    if was_streaming:
-                        self._reconnects += 1
                     early, self._early = self._early, deque(maxlen=_MAX_EARLY)
                     for frame in early:
                         queue.extend(machine.frame_received(frame, now))

@@ -11,7 +11,7 @@ import anyio
 import attrs
 import pytest
 
-from o2x import EventKind, ParkBrake, VehicleInfo
+from o2x import EventKind, ParkBrake, Timeouts, VehicleInfo
 from o2x.capture import (
     FORMAT_VERSION,
     MAGIC,
@@ -331,6 +331,38 @@ async def test_replaying_a_recording_gives_what_the_live_client_decoded(tmp_path
     assert [link.up for link in links] == [True, False, True, False]
     offsets = [offset for offset, _ in items]
     assert offsets == sorted(offsets)
+
+
+@pytest.mark.anyio
+async def test_a_silence_the_vehicle_gave_up_on_is_recorded_as_the_link_going_down(tmp_path):
+    path = tmp_path / "silent.o2xcap"
+    async with VirtualRadio() as radio:
+        sim = await radio.add(SimulatedVehicle(VIN, rate_hz=20))
+        with CaptureWriter(path, vin=VIN) as capture:
+            car = RecordingVehicle.first_time(
+                VIN, radio=radio, state_dir=tmp_path, timeouts=Timeouts(loose_connection=0.3)
+            )
+            car.capture = capture
+            async with car:
+                reports = Reports()
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(reports.take_events, car.events())
+                    tg.start_soon(reports.take_samples, car.samples())
+                    await car.get()
+                    # Silent for longer than two loose_connection periods: the link
+                    # is given up, comes back silent and is given up again, all
+                    # one outage; then data flows again.
+                    await sim.go_silent(1.0)
+                    await reports.wait_for(lambda: car.stats.reconnects == 1)
+                    tg.cancel_scope.cancel()
+                live = car.stats
+    assert live.disconnections == 1
+    assert reports.events == [EventKind.DISCONNECTED]
+    with CaptureReader.open(path) as reader:
+        links = [item for _, item in replay(reader, FrameDecoder()) if isinstance(item, LinkChange)]
+    # Each disconnected event of the live vehicle has its LINK_DOWN; the silent
+    # link in between carried nothing and left no record.
+    assert [link.up for link in links] == [True, False, True]
 
 
 class FailingCapture(CaptureWriter):

@@ -460,9 +460,12 @@ def test_ready_once_with_vin_and_address_never_again_after_reconnections() -> No
         assert m.tick(now) == LOST_WHILE_STREAMING  # a silence
         assert reconnect(m, now, ADDRESS) == []
         assert m.state is State.STREAMING
+        m.frame_received(PARKED, now)
         assert m.handle(LinkLost(), now) == LOST_WHILE_STREAMING
         assert reconnect(m, now, ADDRESS_B) == []
+        m.frame_received(PARKED, now)
     assert m.has_streamed
+    assert m.reconnects == 6
 
 
 # --- identity, back-off, deferred retries -----------------------------------------
@@ -615,8 +618,34 @@ def test_link_lost_while_streaming_emits_one_disconnected_and_reconnects() -> No
     m.handle(IdentityRead(IDENTITY_FRAME), 1e6)
     assert m.handle(Subscribed(), 1e6) == []
     assert m.state is State.STREAMING
+    assert m.reconnects == 0  # back once data flows
+    m.frame_received(PARKED, 1e6)
+    assert m.reconnects == 1
     # Each later loss has its own single event.
     assert m.handle(LinkLost(), 2e6) == LOST_WHILE_STREAMING
+
+
+@pytest.mark.parametrize("lose", ["silence", "link lost"])
+def test_a_link_that_comes_back_silent_is_the_same_outage(lose: str) -> None:
+    m = streaming(timeouts=Timeouts(loose_connection=5), at=0.0)
+    m.frame_received(PARKED, 1.0)
+    assert m.tick(6.0) == LOST_WHILE_STREAMING
+    now = 6.0
+    for _ in range(3):  # connected again, and silent again: no new DISCONNECTED
+        assert reconnect(m, now) == []
+        if lose == "silence":
+            now += 5.0
+            assert m.tick(now) == SETUP_FAILED
+        else:
+            now += 1.0
+            assert m.handle(LinkLost(), now) == SETUP_FAILED
+        assert m.state is State.RECONNECTING
+    assert m.reconnects == 0
+    # Data flows on the next link: the outage is over, and the next loss is news.
+    assert reconnect(m, now) == []
+    assert m.frame_received(PARKED, now) == [DeliverSample(PARKED)]
+    assert m.reconnects == 1
+    assert m.tick(now + 5.0) == LOST_WHILE_STREAMING
 
 
 def test_silence_from_subscription_counts_as_a_lost_link() -> None:
@@ -1020,6 +1049,9 @@ class MachineAgainstModel(RuleBasedStateMachine):
         self.last_activity = 0.0
         self.delivered: VehicleStatus | None = None
         self.run: tuple[VehicleStatus, float] | None = None
+        # From a DISCONNECTED until a frame arrives: later losses are the same outage.
+        self.outage = False
+        self.reconnects = 0
 
     # --- bookkeeping ---------------------------------------------------------------
 
@@ -1103,9 +1135,15 @@ class MachineAgainstModel(RuleBasedStateMachine):
 
     def _lost_while_streaming(self, actions: list[Action]) -> None:
         # Statuses that held are checked by the caller, with _mature(), first.
-        assert without_statuses(actions) == LOST_WHILE_STREAMING
+        assert without_statuses(actions) == (SETUP_FAILED if self.outage else LOST_WHILE_STREAMING)
+        self.outage = True
         self.run = None
         self.phase = State.RECONNECTING
+
+    def _data_flowed(self) -> None:
+        if self.outage:
+            self.outage = False
+            self.reconnects += 1
 
     # --- rules ---------------------------------------------------------------------
 
@@ -1229,6 +1267,7 @@ class MachineAgainstModel(RuleBasedStateMachine):
             assert statuses(actions) == self._observe(status)
             assert len(actions) == 1 + len(statuses(actions))
             self.last_activity = self.now
+            self._data_flowed()
         else:
             assert actions == []
         self._track(actions, was)
@@ -1261,6 +1300,7 @@ class MachineAgainstModel(RuleBasedStateMachine):
         if self.phase is State.STREAMING:
             assert actions == ([DeliverEvent(EventKind.CANT_CHARGE)] if known else [])
             self.last_activity = self.now
+            self._data_flowed()
         else:
             assert actions == []
 
@@ -1347,6 +1387,7 @@ class MachineAgainstModel(RuleBasedStateMachine):
         assert (self.link != "down") == (self.phase in (State.CONNECTING, State.STREAMING))
         assert self.scanning == (self.phase in SCANNING_STATES)
         assert m.has_streamed == bool(self.ready)
+        assert m.reconnects == self.reconnects
         assert not math.isnan(m.deadline)
         if self.phase is State.STREAMING:
             assert self.link == "up"
