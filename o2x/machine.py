@@ -85,7 +85,13 @@ def _seconds(*, allow_zero: bool) -> Callable[[object, attrs.Attribute[float], f
         name = f"Timeouts.{attribute.name}"
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise TypeError(f"{name} must be a number of seconds, not {value!r}")
-        if math.isnan(value) or value < 0 or (value == 0 and not allow_zero):
+        try:
+            nan = math.isnan(value)
+        except OverflowError:  # an int beyond any float: no use as a number of seconds
+            raise ValueError(
+                f"{name} is too large to be a number of seconds (math.inf means no limit)"
+            ) from None
+        if nan or value < 0 or (value == 0 and not allow_zero):
             bound = ">= 0" if allow_zero else "> 0"
             raise ValueError(f"{name} must be a number of seconds {bound}, not {value!r}")
 

@@ -207,6 +207,65 @@ def test_a_car_that_is_not_around_times_out(command, state_dir, tmp_path):
     assert not capture.exists()  # no empty capture left behind
 
 
+def test_a_file_that_was_already_there_is_never_deleted(state_dir, tmp_path):
+    # Nothing recorded: the command removes only a file it created. A file the user
+    # already had stays, as would a device such as /dev/null (see the next test).
+    kept = tmp_path / "mine.o2xcap"
+    kept.write_bytes(b"the user's own bytes")
+    result = o2x(
+        "record", VIN, "--simulate", "--sim-vin", OTHER_VIN, "--timeout", "0.3", "-o", str(kept)
+    )
+    assert_failure(result, 4, f"no vehicle {VIN} found")
+    assert kept.is_file()  # replaced by an empty capture, as asked, but not deleted
+
+
+def test_only_regular_files_are_ever_removed(tmp_path):
+    from o2x.cli._common import remove_quietly
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    target = tmp_path / "target"
+    target.write_text("x")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    regular = tmp_path / "regular"
+    regular.write_text("x")
+    for path in (fifo, link, regular, tmp_path / "absent"):
+        remove_quietly(path)
+    assert fifo.exists()
+    assert link.is_symlink()
+    assert target.exists()
+    assert not regular.exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("watch", VIN, "--simulate", "--sim-speed", "nan"),
+        ("watch", VIN, "--simulate", "--sim-speed", "inf"),
+        ("watch", VIN, "--simulate", "--sim-speed", "1e7"),
+        ("watch", VIN, "--simulate", "--timeout", "nan"),
+        ("watch", VIN, "--simulate", "--duration", "nan"),
+        ("scan", "--simulate", "--timeout", "nan"),
+        ("record", VIN, "--simulate", "--duration", "nan", "-o", "x.o2xcap"),
+    ],
+)
+def test_numbers_that_are_not_usable_are_usage_errors(args, state_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = o2x(*args)
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert "Invalid value" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x.o2xcap").exists()
+
+
+def test_the_fastest_sim_speed_is_the_simulators_own_limit():
+    from o2x.cli import _MAX_SIM_SPEED
+    from o2x.sim.vehicle import MAX_TIME_SCALE
+
+    assert _MAX_SIM_SPEED == MAX_TIME_SCALE
+
+
 def test_scan_that_hears_nothing_exits_4(state_dir, monkeypatch):
     from o2x.cli import _live
 

@@ -248,6 +248,8 @@ def test_timeouts_accept_numbers_zero_change_status_and_infinity() -> None:
         ("change_status", -1e-9),
         ("change_status", -INF),
         ("change_status", math.nan),
+        ("scan", 10**400),  # an int no float can hold
+        ("change_status", -(10**400)),
     ],
 )
 def test_timeouts_reject_bad_values_naming_the_field(field: str, value: float) -> None:

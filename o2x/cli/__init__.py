@@ -8,6 +8,7 @@ code listed in ``o2x --help`` (:class:`~o2x.cli._common.ExitCode`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -32,12 +33,25 @@ __all__ = ["ExitCode", "cli", "main"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _STOPPED = "Stopped; the vehicle was disconnected."
+#: The fastest --sim-speed: o2x.sim.SimulatedVehicle's MAX_TIME_SCALE (not imported
+#: here, as the simulator is an optional extra).
+_MAX_SIM_SPEED = 10_000.0
+
+
+class _Number(click.FloatRange):
+    """A ``FloatRange`` that also refuses NaN, which no bound can catch."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number.", param, ctx)
+        return number
 
 
 def _simulate_options(f: F) -> F:
     f = click.option(
         "--sim-speed",
-        type=click.FloatRange(min=0, min_open=True),
+        type=_Number(min=0, min_open=True, max=_MAX_SIM_SPEED),
         default=10.0,
         show_default=True,
         metavar="FACTOR",
@@ -74,7 +88,7 @@ def _json_option(help_text: str) -> Callable[[F], F]:
 def _timeout_option(f: F) -> F:
     return click.option(
         "--timeout",
-        type=click.FloatRange(min=0, min_open=True),
+        type=_Number(min=0, min_open=True),
         metavar="SECONDS",
         help="Give up scanning for the car after this long "
         "[default: 60 for a VIN, no limit with --previous].",
@@ -136,7 +150,7 @@ def cli() -> None:
 )
 @_backend_option
 # Tests run the scenario without its pauses; the pauses are only there for the viewer.
-@click.option("--pace", type=click.FloatRange(min=0), default=1.0, hidden=True)
+@click.option("--pace", type=_Number(min=0), default=1.0, hidden=True)
 def demo(json_mode: bool, backend: str, pace: float) -> None:
     """Watch the real client follow a simulated car through a short scenario (~20 s).
 
@@ -156,7 +170,7 @@ def demo(json_mode: bool, backend: str, pace: float) -> None:
 @cli.command()
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=_Number(min=0, min_open=True),
     default=5.0,
     show_default=True,
     metavar="SECONDS",
@@ -198,7 +212,7 @@ def scan(
 )
 @click.option(
     "--duration",
-    type=click.FloatRange(min=0, min_open=True),
+    type=_Number(min=0, min_open=True),
     metavar="SECONDS",
     help="Stop after streaming this long (exit 0).",
 )
@@ -279,7 +293,7 @@ def vin_command(simulate: bool) -> None:
 )
 @click.option(
     "--duration",
-    type=click.FloatRange(min=0, min_open=True),
+    type=_Number(min=0, min_open=True),
     metavar="SECONDS",
     help="Stop after recording this long (exit 0) [default: until Ctrl-C].",
 )

@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import signal
+import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
@@ -426,10 +427,17 @@ def describe_size(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB"
 
 
+def path_exists(path: str | os.PathLike[str]) -> bool:
+    """Whether anything is at ``path``, a dangling symbolic link included."""
+    return os.path.lexists(path)
+
+
 def remove_quietly(path: str | os.PathLike[str]) -> None:
-    """Delete ``path`` if it exists; a failure to do so is not worth reporting."""
+    """Delete ``path`` if it is a regular file (never a device, a FIFO or a link to
+    one); a failure to do so is not worth reporting."""
     with suppress(OSError):
-        Path(path).unlink(missing_ok=True)
+        if stat.S_ISREG(os.lstat(path).st_mode):
+            os.unlink(path)
 
 
 def event_text(event: Event) -> Text:

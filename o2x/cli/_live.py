@@ -38,6 +38,7 @@ from ._common import (
     event_json,
     event_text,
     open_radio,
+    path_exists,
     reading_text,
     remove_quietly,
     sample_json,
@@ -278,6 +279,9 @@ async def record(
     json_mode: bool,
 ) -> None:
     """Record the vehicle's raw notifications to ``path`` for ``duration`` s (or until stopped)."""
+    # Only a file this command creates may be deleted again: the path could be a
+    # device or a file the user already had.
+    created = not path_exists(path)
     metadata: dict[str, Any] = {"recorder": f"o2x {__version__}"}
     if target.sim is not None:
         metadata.update(source="simulated", time_scale=target.sim.speed)
@@ -333,7 +337,8 @@ async def record(
     finally:
         if capture.records == 0:
             # Nothing was received (the car was not found): no empty capture left behind.
-            remove_quietly(path)
+            if created:
+                remove_quietly(path)
         elif recorder is not None:
             # Counted once the vehicle is left: what was decoded while it disconnected too.
             stats = recorder.stats

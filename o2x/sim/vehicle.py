@@ -113,6 +113,12 @@ class LogRecord:
     details: Mapping[str, object] = attrs.field(factory=dict)
 
 
+#: The fastest a simulated vehicle's model time may run, in times real time.
+MAX_TIME_SCALE: Final = 10_000.0
+#: The most frames a second a simulated dongle may be asked to send.
+MAX_RATE_HZ: Final = 1_000.0
+
+
 class SimulatedVehicle:
     """A car with an O2X dongle, as a Bumble peripheral on a :class:`~o2x.sim.VirtualRadio`.
 
@@ -153,14 +159,16 @@ class SimulatedVehicle:
         flush_timeout: float = 0.01,
         identity_vin: str | None = None,
     ) -> None:
-        if rate_hz <= 0:
-            raise ValueError(f"rate_hz must be positive, not {rate_hz}")
-        if time_scale < 0:
-            raise ValueError(f"time_scale cannot be negative, not {time_scale}")
+        if not 0 < rate_hz <= MAX_RATE_HZ:
+            raise ValueError(f"rate_hz must be above 0 and at most {MAX_RATE_HZ}, not {rate_hz}")
+        # The model advances in steps of at most a model second, so each frame costs
+        # time_scale / rate_hz steps: a bound keeps one frame from blocking the loop.
+        if not 0 <= time_scale <= MAX_TIME_SCALE:
+            raise ValueError(f"time_scale must be 0 to {MAX_TIME_SCALE:,}, not {time_scale}")
         if not -127 <= rssi <= 20 or not -127 <= tx_power <= 127:
             raise ValueError("rssi is -127..20 dBm and tx_power -127..127 dBm")
-        if flush_timeout < 0:
-            raise ValueError(f"flush_timeout cannot be negative, not {flush_timeout}")
+        if not 0 <= flush_timeout <= 60:
+            raise ValueError(f"flush_timeout must be 0 to 60 s, not {flush_timeout}")
         self.vin: Final = normalize_vin(vin)
         self.seed: Final = seed
         self.rate_hz: Final = rate_hz

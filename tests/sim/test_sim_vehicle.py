@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import threading
 import time
 
@@ -143,6 +144,33 @@ async def test_emit_event_sends_event_frames(radio, ble):
     ]
     logged = [(r.seq, r.event, r.details["code"]) for r in vehicle.log if r.kind is LogKind.EVENT]
     assert logged == [(e.seq, e.kind, e.code) for e in stream.events]
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [
+        ("time_scale", -1.0),
+        ("time_scale", math.nan),
+        ("time_scale", math.inf),
+        ("time_scale", 1e7),  # a frame would take a million model steps
+        ("rate_hz", 0.0),
+        ("rate_hz", math.nan),
+        ("rate_hz", math.inf),
+        ("flush_timeout", -0.1),
+        ("flush_timeout", math.nan),
+    ],
+)
+def test_unusable_rates_and_time_scales_are_refused(argument: str, value: float) -> None:
+    with pytest.raises(ValueError, match=argument):
+        SimulatedVehicle(VIN, **{argument: value})
+
+
+def test_the_limits_themselves_are_accepted() -> None:
+    from o2x.sim.vehicle import MAX_RATE_HZ, MAX_TIME_SCALE
+
+    vehicle = SimulatedVehicle(VIN, time_scale=MAX_TIME_SCALE, rate_hz=MAX_RATE_HZ)
+    assert (vehicle.time_scale, vehicle.rate_hz) == (MAX_TIME_SCALE, MAX_RATE_HZ)
+    assert SimulatedVehicle(VIN, time_scale=0).time_scale == 0  # a car frozen in time
 
 
 async def test_events_need_a_listener_and_a_wire_code(radio):
