@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import math
 import os
 import struct
 import time
@@ -63,6 +64,20 @@ _RECORD: Final = struct.Struct("<QBH")  # offset_ns, kind, payload length
 #: More metadata than this is taken as a damaged header, not read into memory.
 _MAX_METADATA: Final = 1 << 20
 _MAX_PAYLOAD: Final = 0xFFFF
+_MAX_OFFSET: Final = (1 << 64) - 1
+#: How much of an unseekable file is read at a time when skipping its damaged end.
+_CHUNK: Final = 1 << 20
+
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_US: Final = dt.timedelta(microseconds=1)
+_DAY_NS: Final = 86_400 * 1_000_000_000
+#: The first and the last nanosecond a datetime can hold (0001-01-01 and 9999-12-31, UTC).
+_FIRST_NS: Final = (dt.datetime.min.replace(tzinfo=dt.UTC) - _EPOCH) // _US * 1000
+_LAST_NS: Final = ((dt.datetime.max.replace(tzinfo=dt.UTC) - _EPOCH) // _US + 1) * 1000 - 1
+# A start a day inside that range can be shown in any time zone (none is a day
+# away from UTC), and leaves a day of offsets before a record cannot be dated.
+_FIRST_START: Final = _FIRST_NS + _DAY_NS
+_LAST_START: Final = _LAST_NS - _DAY_NS
 
 
 class CaptureError(O2XError, ValueError):
@@ -109,20 +124,22 @@ class CaptureHeader:
         return self.at(0)
 
     def at(self, offset_ns: int) -> dt.datetime:
-        """The wall-clock time of a record ``offset_ns`` into the capture."""
+        """The wall-clock time of a record ``offset_ns`` into the capture.
+
+        Raises :class:`ValueError` for a time after 9999 (or before year 1); the
+        records a :class:`CaptureReader` returns can all be dated.
+        """
         ns = self.started_at_ns + offset_ns
-        # Whole seconds and microseconds apart: a float would round the nanoseconds.
-        return dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC).replace(
-            microsecond=ns // 1000 % 1_000_000
-        )
+        if not _FIRST_NS <= ns <= _LAST_NS:
+            raise ValueError(f"{offset_ns} ns into this capture is not a time a datetime can hold")
+        # Integer microseconds: a float would round the nanoseconds, and the C
+        # library's gmtime, which fromtimestamp uses, refuses times before 1970 on Windows.
+        return _EPOCH + dt.timedelta(microseconds=ns // 1000)
 
     @property
     def time_scale(self) -> float:
         """How much faster than real time the recorded vehicle ran (simulations), else 1."""
-        value = self.metadata.get("time_scale", 1)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            return 1.0
-        return float(value)
+        return _time_scale(self.metadata.get("time_scale", 1))
 
 
 class CaptureWriter:
@@ -159,6 +176,8 @@ class CaptureWriter:
         self._t0 = time.monotonic_ns()
         self.started_at_ns = time.time_ns()
         meta = dict(metadata or {})
+        if "time_scale" in meta:
+            _time_scale(meta["time_scale"])  # a reader would refuse the file
         meta.update(vin=self.vin, started_at_ns=self.started_at_ns)
         blob = json.dumps(meta, separators=(",", ":"), sort_keys=True).encode()
         #: Records written so far.
@@ -167,6 +186,7 @@ class CaptureWriter:
         self.size = 0
         #: Why writing stopped, if it failed (the file keeps what was written before).
         self.error: OSError | None = None
+        self._last_offset = 0
         # Unbuffered: every write below is one system call, so nothing waits in a
         # buffer of ours when the process dies.
         self._file: IO[bytes] | None = open(self.path, "wb", buffering=0)  # noqa: SIM115
@@ -179,16 +199,32 @@ class CaptureWriter:
     def write(
         self, kind: RecordKind | int, data: bytes = b"", *, offset_ns: int | None = None
     ) -> None:
-        """Append one record, stamped now unless ``offset_ns`` is given."""
+        """Append one record, stamped now unless ``offset_ns`` is given.
+
+        Offsets never decrease: an ``offset_ns`` below the previous record's is
+        refused, and a record stamped now after one given a later offset gets that offset.
+        """
         if self._file is None:
             raise ValueError("the capture is closed")
         if len(data) > _MAX_PAYLOAD:
             raise ValueError(f"a record holds at most {_MAX_PAYLOAD} bytes, not {len(data)}")
+        if not isinstance(kind, int):
+            raise TypeError(f"a record kind is an int, not {type(kind).__name__}")
         if not 0 < kind <= 0xFF:
             raise ValueError(f"a record kind is 1..255, not {kind}")
         if offset_ns is None:
-            offset_ns = time.monotonic_ns() - self._t0
+            # The monotonic clock never goes back, but an offset given earlier may
+            # be ahead of it.
+            offset_ns = max(time.monotonic_ns() - self._t0, self._last_offset)
+        elif not isinstance(offset_ns, int):
+            raise TypeError(f"offset_ns is an int, not {type(offset_ns).__name__}")
+        elif not self._last_offset <= offset_ns <= _MAX_OFFSET:
+            raise ValueError(
+                f"offset_ns is {self._last_offset} (the previous record's) to {_MAX_OFFSET}, "
+                f"not {offset_ns}"
+            )
         self._write(_RECORD.pack(offset_ns, kind, len(data)) + data)
+        self._last_offset = offset_ns
         self.records += 1
 
     def notification(self, data: bytes) -> None:
@@ -245,7 +281,10 @@ class CaptureReader:
     Raises :class:`CaptureError` if the file does not start with a valid header.
     A record cut short at the end of the file (a recorder that was killed while
     writing) ends the iteration quietly; :attr:`problem` then says what was left
-    over. Records of kinds this version does not know are returned as they are.
+    over. So do the zeros a crash can leave, and a record dated after the year
+    9999, which no datetime could hold. Records of kinds this version does not
+    know are returned as they are, and so are records whose offset goes back:
+    :attr:`backwards` counts those.
     """
 
     def __init__(self, file: IO[bytes], *, name: str = "capture") -> None:
@@ -257,6 +296,11 @@ class CaptureReader:
         self.position = 0
         #: Records returned so far.
         self.records = 0
+        #: Records returned so far whose offset is below the previous record's
+        #: (writers never do that: the file is damaged or was not made by o2x).
+        self.backwards = 0
+        #: The byte position of the first of those records.
+        self.backwards_at: int | None = None
         self.header = self._read_header()
 
     @classmethod
@@ -290,7 +334,7 @@ class CaptureReader:
             raise CaptureError(f"{self.name}: the header is cut short")
         try:
             metadata, vin, started = _parse_metadata(blob)
-        except (ValueError, KeyError, TypeError) as exc:  # InvalidVIN is a ValueError
+        except (ValueError, TypeError) as exc:  # InvalidVIN is a ValueError
             raise CaptureError(f"{self.name}: the header's metadata is damaged ({exc})") from exc
         self.position = _PREAMBLE.size + length
         return CaptureHeader(version, vin, started, metadata)
@@ -299,6 +343,8 @@ class CaptureReader:
         read = self._read
         size = _RECORD.size
         unpack = _RECORD.unpack
+        latest = _LAST_NS - self.header.started_at_ns
+        previous = 0
         while True:
             head = read(size)
             if len(head) < size:
@@ -309,15 +355,31 @@ class CaptureReader:
             if kind == 0:
                 # No writer uses kind 0: this is where the data ends and something
                 # else (typically the zeros a crash can leave) begins.
-                rest = len(read())
                 self.problem = (
-                    f"unreadable data from byte {self.position} on ({size + rest} bytes ignored)"
+                    f"unreadable data from byte {self.position} on "
+                    f"({size + self._skip_rest()} bytes ignored)"
+                )
+                return
+            if offset_ns > latest:
+                # Damage like a kind 0, and treated alike: a reader stops at the first
+                # damage rather than guess where good records might start again.
+                self.problem = (
+                    f"the record at byte {self.position} is dated after the year 9999 "
+                    f"({offset_ns} ns after the start); it and the rest of the file "
+                    f"({size + self._skip_rest()} bytes) were ignored"
                 )
                 return
             data = read(length)
             if len(data) < length:
                 self._torn(size + len(data), size + length)
                 return
+            if offset_ns < previous:
+                # Counted, not refused: a single damaged offset would otherwise make
+                # every record after it unreadable, though they are likely sound.
+                self.backwards += 1
+                if self.backwards_at is None:
+                    self.backwards_at = self.position
+            previous = offset_ns
             self.position += size + length
             self.records += 1
             yield CaptureRecord(offset_ns, kind, data)
@@ -327,6 +389,21 @@ class CaptureReader:
             return self._file.read(size)
         except OSError as exc:
             raise CaptureError(f"cannot read {self.name}: {exc.strerror or exc}") from exc
+
+    def _skip_rest(self) -> int:
+        """Go to the end of the file; how many bytes that passed over."""
+        file = self._file
+        try:
+            if file.seekable():
+                here = file.tell()
+                return max(0, file.seek(0, os.SEEK_END) - here)
+        except OSError:
+            pass  # a file that says it can seek but cannot: count by reading
+        # In chunks: a crash can leave hundreds of megabytes of zeros.
+        skipped = 0
+        while chunk := self._read(_CHUNK):
+            skipped += len(chunk)
+        return skipped
 
     def _torn(self, have: int, want: int | None) -> None:
         whole = f"of {want} " if want is not None else ""
@@ -352,13 +429,45 @@ class CaptureReader:
 
 
 def _parse_metadata(blob: bytes) -> tuple[dict[str, Any], str, int]:
-    metadata = json.loads(blob)
+    try:
+        metadata = json.loads(blob)
+    except RecursionError:  # the decoder recurses once per level of nesting
+        raise ValueError("its JSON is nested too deeply") from None
     if not isinstance(metadata, dict):
         raise TypeError("the metadata is not a JSON object")
+    for key in ("vin", "started_at_ns"):
+        if key not in metadata:
+            raise ValueError(f"{key} is missing")
     started = metadata["started_at_ns"]
     if isinstance(started, bool) or not isinstance(started, int):
         raise TypeError("started_at_ns is not an integer")
+    if not _FIRST_START <= started <= _LAST_START:
+        raise ValueError(
+            f"started_at_ns {_brief(started)} is not a time from 0001-01-02 to 9999-12-30 (UTC)"
+        )
+    _time_scale(metadata.get("time_scale", 1))
     return metadata, normalize_vin(metadata["vin"]), started
+
+
+def _time_scale(value: object) -> float:
+    """``value`` as a time scale: a positive, finite number, else :class:`ValueError`."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            scale = float(value)
+        except OverflowError:  # an int too big for a float
+            scale = math.inf
+        if 0 < scale < math.inf:
+            return scale
+    raise ValueError(f"time_scale must be a positive number, not {_brief(value)}")
+
+
+def _brief(value: object) -> str:
+    # A damaged header can hold numbers of thousands of digits: keep messages one line.
+    try:
+        text = repr(value)
+    except ValueError:  # an int past sys.get_int_max_str_digits()
+        return f"an {type(value).__name__} too long to show"
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
 class LinkChange(NamedTuple):

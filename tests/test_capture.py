@@ -1,21 +1,31 @@
-"""Capture files: the format, torn tails, offline decoding, and recording from a live link."""
+"""Capture files: the format, torn tails and other damage, offline decoding (`o2x replay`
+included), and recording from a live link."""
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
+import math
 import struct
+import subprocess
+import sys
+import threading
+import time
+import zoneinfo
 from pathlib import Path
 
 import anyio
 import attrs
 import pytest
+from click.testing import CliRunner, Result
 
 from o2x import EventKind, ParkBrake, Timeouts, VehicleInfo
 from o2x.capture import (
     FORMAT_VERSION,
     MAGIC,
     CaptureError,
+    CaptureHeader,
     CaptureReader,
     CaptureRecord,
     CaptureWriter,
@@ -24,6 +34,8 @@ from o2x.capture import (
     RecordKind,
     replay,
 )
+from o2x.cli import cli
+from o2x.cli._replay import describe_header
 from o2x.frames import EventFrame, FrameDecoder, InfoFrame, encode_event, encode_info
 from o2x.model import SystemState
 from o2x.sim import SimulatedVehicle, VirtualRadio
@@ -31,6 +43,27 @@ from o2x.sim import SimulatedVehicle, VirtualRadio
 VIN = "VR7ABCDEF12345678"
 RECORD_HEADER = 11  # u64 offset, u8 kind, u16 length
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def unix_ns(at: dt.datetime) -> int:
+    """Exact nanoseconds since 1970 (a float timestamp would round far-off dates)."""
+    return (at - UNIX_EPOCH) // dt.timedelta(microseconds=1) * 1000
+
+
+#: The first and last starts a capture may have: a day inside datetime's range.
+FIRST_START = unix_ns(dt.datetime(1, 1, 2, tzinfo=dt.UTC))
+LAST_START = unix_ns(dt.datetime(9999, 12, 30, 23, 59, 59, 999_999, tzinfo=dt.UTC)) + 999
+
+
+def capture_bytes(metadata: dict | bytes, records: bytes = b"") -> bytes:
+    """A capture made by hand, to hold what no writer would."""
+    blob = metadata if isinstance(metadata, bytes) else json.dumps(metadata).encode()
+    return MAGIC + struct.pack("<HI", FORMAT_VERSION, len(blob)) + blob + records
+
+
+def record(offset_ns: int, data: bytes = b"", kind: int = RecordKind.NOTIFICATION) -> bytes:
+    return struct.pack("<QBH", offset_ns, kind, len(data)) + data
 
 
 def write_sample(path: Path) -> list[CaptureRecord]:
@@ -161,6 +194,30 @@ def test_zeros_after_the_last_record_are_reported(tmp_path):
         (MAGIC + struct.pack("<HI", 1, 40) + b"{}", "cut short"),
         (MAGIC + struct.pack("<HI", 1, 4) + b"[1]\n", "damaged"),
         (MAGIC + struct.pack("<HI", 1, 2) + b"{}", "damaged"),
+        pytest.param(
+            capture_bytes({"vin": VIN}), "damaged.*started_at_ns is missing", id="no start"
+        ),
+        pytest.param(
+            capture_bytes(b"[" * 100_000 + b"]" * 100_000), "nested too deeply", id="deep JSON"
+        ),
+        pytest.param(
+            capture_bytes({"vin": VIN, "started_at_ns": 10**30}),
+            "damaged.*started_at_ns 1000000000000000000000000000000 is not a time",
+            id="start after 9999",
+        ),
+        pytest.param(
+            capture_bytes({"vin": VIN, "started_at_ns": 0, "time_scale": 10**400}),
+            r"damaged.*time_scale must be a positive number, not 10000.*\(401 characters\)",
+            id="time scale beyond floats",
+        ),
+        *(
+            pytest.param(
+                capture_bytes({"vin": VIN, "started_at_ns": 0, "time_scale": scale}),
+                "damaged.*time_scale must be a positive number",
+                id=f"time scale {scale!r}",
+            )
+            for scale in (math.nan, math.inf, 0, -2.5, "fast", True)
+        ),
     ],
 )
 def test_a_file_that_is_not_a_capture_is_refused(tmp_path, blob, message):
@@ -168,6 +225,87 @@ def test_a_file_that_is_not_a_capture_is_refused(tmp_path, blob, message):
     path.write_bytes(blob)
     with pytest.raises(CaptureError, match=message):
         CaptureReader.open(path)
+
+
+def test_the_start_is_one_that_any_time_zone_can_show(tmp_path):
+    path = tmp_path / "c.o2xcap"
+    for started in (FIRST_START - 1, LAST_START + 1):
+        path.write_bytes(capture_bytes({"vin": VIN, "started_at_ns": started}))
+        with pytest.raises(CaptureError, match="started_at_ns"):
+            CaptureReader.open(path)
+    # No time zone is a day away from UTC.
+    zones = [dt.timezone(dt.timedelta(hours=h, minutes=59 * h // 23)) for h in (-23, 23)]
+    for started in (FIRST_START, LAST_START):
+        path.write_bytes(capture_bytes({"vin": VIN, "started_at_ns": started}))
+        with CaptureReader.open(path) as reader:
+            at = reader.header.started_at
+        assert unix_ns(at) == started // 1000 * 1000
+        for zone in zones:
+            assert at.astimezone(zone) == at
+
+
+def test_a_record_dated_after_the_year_9999_is_reported_and_the_rest_is_read(tmp_path):
+    path = tmp_path / "c.o2xcap"
+    started = unix_ns(dt.datetime(9990, 1, 1, tzinfo=dt.UTC))
+    good = record(1, b"a") + record(2, b"b")
+    damaged = record(2**63, b"c") + record(3, b"d")
+    path.write_bytes(capture_bytes({"vin": VIN, "started_at_ns": started}, good + damaged))
+    with CaptureReader.open(path) as reader:
+        assert [r.data for r in reader] == [b"a", b"b"]
+        assert reader.problem is not None
+        assert "after the year 9999" in reader.problem
+        assert f"({len(damaged)} bytes)" in reader.problem
+        assert reader.position == path.stat().st_size - len(damaged)
+        header = reader.header
+    assert header.at(2).year == 9990
+    with pytest.raises(ValueError, match="not a time a datetime can hold"):
+        header.at(2**63)
+
+
+class SpyFile(io.BytesIO):
+    """A file that notes what is asked of ``read``; unseekable, it stands for a pipe."""
+
+    def __init__(self, blob: bytes, *, seekable: bool) -> None:
+        super().__init__(blob)
+        self._seekable = seekable
+        self.asked: list[int] = []
+        self.given = 0
+
+    def read(self, size=-1):
+        self.asked.append(size)
+        data = super().read(size)
+        self.given += len(data)
+        return data
+
+    def seekable(self) -> bool:
+        return self._seekable
+
+
+@pytest.mark.parametrize("seekable", [True, False], ids=["file", "pipe"])
+def test_a_long_damaged_tail_is_measured_without_holding_it_in_memory(tmp_path, seekable):
+    path = tmp_path / "c.o2xcap"
+    written = write_sample(path)
+    tail = 5 << 20  # zeros, as a crash can leave hundreds of megabytes of
+    spy = SpyFile(path.read_bytes() + bytes(tail), seekable=seekable)
+    reader = CaptureReader(spy)
+    assert list(reader) == written
+    assert reader.problem is not None
+    assert f"({tail} bytes ignored)" in reader.problem
+    assert all(0 <= size < tail for size in spy.asked)
+    if seekable:
+        assert spy.given <= path.stat().st_size + RECORD_HEADER  # the tail was never read
+
+
+def test_offsets_that_go_back_are_counted_and_every_record_is_read(tmp_path):
+    path = tmp_path / "c.o2xcap"
+    records = [record(10, b"a"), record(5, b"b"), record(7, b"c"), record(3, b"d")]
+    blob = capture_bytes({"vin": VIN, "started_at_ns": 0}, b"".join(records))
+    path.write_bytes(blob)
+    with CaptureReader.open(path) as reader:
+        assert [r.offset_ns for r in reader] == [10, 5, 7, 3]
+        assert reader.problem is None
+        assert reader.backwards == 2
+        assert reader.backwards_at == len(blob) - sum(map(len, records[1:]))
 
 
 def test_replay_decodes_frames_and_reports_links(tmp_path):
@@ -220,6 +358,54 @@ def test_the_writer_refuses_what_the_format_cannot_hold(tmp_path):
             capture.write(0)
     with pytest.raises(ValueError, match="closed"):
         capture.notification(b"late")
+
+
+@pytest.mark.parametrize(
+    ("kind", "offset_ns", "error", "message"),
+    [
+        (RecordKind.NOTIFICATION, -1, ValueError, "offset_ns is 100 .* to 18446744073709551615"),
+        (
+            RecordKind.NOTIFICATION,
+            2**64,
+            ValueError,
+            "offset_ns is 100 .* not 18446744073709551616",
+        ),
+        (RecordKind.NOTIFICATION, 99, ValueError, r"offset_ns is 100 \(the previous record's\)"),
+        (RecordKind.NOTIFICATION, 150.0, TypeError, "offset_ns is an int, not float"),
+        (1.5, 200, TypeError, "a record kind is an int, not float"),
+    ],
+)
+def test_the_writer_refuses_offsets_and_kinds_it_cannot_write(
+    tmp_path, kind, offset_ns, error, message
+):
+    path = tmp_path / "c.o2xcap"
+    with CaptureWriter(path, vin=VIN) as capture:
+        capture.write(RecordKind.LINK_UP, offset_ns=100)
+        size = capture.size
+        with pytest.raises(error, match=message):
+            capture.write(kind, b"x", offset_ns=offset_ns)
+        assert (capture.records, capture.size) == (1, size)
+    with CaptureReader.open(path) as reader:
+        assert list(reader) == [CaptureRecord(100, RecordKind.LINK_UP, b"")]
+
+
+def test_a_record_stamped_now_is_never_dated_before_the_one_ahead_of_it(tmp_path):
+    path = tmp_path / "c.o2xcap"
+    ahead = 10**15  # eleven days: well ahead of the writer's clock
+    with CaptureWriter(path, vin=VIN) as capture:
+        capture.write(RecordKind.LINK_UP, offset_ns=ahead)
+        capture.notification(b"x")
+    with CaptureReader.open(path) as reader:
+        assert [r.offset_ns for r in reader] == [ahead, ahead]
+        assert reader.backwards == 0
+
+
+@pytest.mark.parametrize("scale", [0, -1.0, math.nan, math.inf, "fast"])
+def test_the_writer_refuses_a_time_scale_a_reader_would_refuse(tmp_path, scale):
+    path = tmp_path / "c.o2xcap"
+    with pytest.raises(ValueError, match="time_scale must be a positive number"):
+        CaptureWriter(path, vin=VIN, metadata={"time_scale": scale})
+    assert not path.exists()
 
 
 # --- recording from a live link --------------------------------------------------------
@@ -389,3 +575,133 @@ async def test_a_capture_that_cannot_be_written_never_disturbs_the_vehicle(tmp_p
                     tg.cancel_scope.cancel()
             assert isinstance(capture.error, OSError)
             assert capture.records == 4
+
+
+# --- o2x replay of damaged captures ----------------------------------------------------------
+
+
+def o2x(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        {"vin": VIN, "started_at_ns": 10**30},
+        {"vin": VIN, "started_at_ns": 0, "time_scale": 10**400},
+    ],
+    ids=["deep JSON", "start after 9999", "time scale beyond floats"],
+)
+def test_replay_of_a_damaged_header_exits_6_with_one_line(tmp_path, metadata):
+    path = tmp_path / "c.o2xcap"
+    path.write_bytes(capture_bytes(metadata, record(1, encode_info(seq=0))))
+    result = o2x("replay", str(path))
+    assert result.exit_code == 6, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"Error: {path}: the header's metadata is damaged (")
+
+
+@pytest.mark.parametrize("fmt", [[], ["--json"], ["--csv"]], ids=["text", "json", "csv"])
+def test_replay_reports_a_record_dated_after_9999_after_the_readings_before_it(tmp_path, fmt):
+    path = tmp_path / "c.o2xcap"
+    started = unix_ns(dt.datetime(9990, 1, 1, tzinfo=dt.UTC))
+    records = record(1, encode_info(seq=0, battery_soc=50)) + record(
+        2**63, encode_info(seq=1, battery_soc=49)
+    )
+    path.write_bytes(capture_bytes({"vin": VIN, "started_at_ns": started}, records))
+    result = o2x("replay", str(path), *fmt)
+    assert result.exit_code == 0, result.output
+    assert "50" in result.stdout
+    assert "49" not in result.stdout.replace(VIN, "")
+    assert "1 records over 0.0 s: 1 readings" in result.output
+    assert f"Warning: {path}: the record at byte" in result.stderr
+    assert "after the year 9999" in result.stderr
+
+
+def test_replay_warns_of_offsets_that_go_back_and_gives_the_latest_time(tmp_path):
+    path = tmp_path / "c.o2xcap"
+    records = record(2_000_000_000, encode_info(seq=0)) + record(5, encode_info(seq=1))
+    path.write_bytes(capture_bytes({"vin": VIN, "started_at_ns": 0}, records))
+    result = o2x("replay", str(path), "--json")
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 2
+    assert "2 records over 2.0 s" in result.stderr
+    assert "the time goes back between records (1 in all" in result.stderr
+
+
+def test_replay_csv_writes_every_year_with_four_digits(tmp_path):
+    path = tmp_path / "c.o2xcap"
+    started = unix_ns(dt.datetime(999, 5, 6, 7, 8, 9, tzinfo=dt.UTC))
+    path.write_bytes(
+        capture_bytes({"vin": VIN, "started_at_ns": started}, record(1, encode_info(seq=0)))
+    )
+    result = o2x("replay", str(path), "--csv")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1].startswith("0999-05-06T07:08:09.000Z,")
+
+
+@pytest.fixture
+def local_zone(monkeypatch: pytest.MonkeyPatch):
+    """Sets the process's local time zone by name."""
+    if not hasattr(time, "tzset"):
+        pytest.skip("the local time zone cannot be changed on this platform")
+
+    def use(name: str) -> None:
+        try:
+            zoneinfo.ZoneInfo(name)
+        except zoneinfo.ZoneInfoNotFoundError:
+            pytest.skip(f"no time zone data for {name}")
+        monkeypatch.setenv("TZ", name)
+        time.tzset()
+
+    yield use
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.parametrize(
+    ("zone", "started"),
+    [
+        ("America/New_York", dt.datetime.min.replace(tzinfo=dt.UTC)),
+        ("Pacific/Kiritimati", dt.datetime.max.replace(tzinfo=dt.UTC, microsecond=0)),
+    ],
+)
+def test_a_start_the_local_time_zone_cannot_show_is_described_in_utc(local_zone, zone, started):
+    # A header a reader would refuse, made directly: the only way to reach the
+    # limit of the platform's local time conversion on every platform.
+    local_zone(zone)
+    header = CaptureHeader(FORMAT_VERSION, VIN, unix_ns(started), {})
+    line = describe_header(Path("c.o2xcap"), header, 100)
+    assert f"started {started.year:04d}-{started:%m-%d %H:%M:%S} UTC," in line
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows reports a closed pipe otherwise")
+@pytest.mark.parametrize("fmt", [[], ["--json"], ["--csv"]], ids=["text", "json", "csv"])
+def test_replay_into_a_pipe_closed_early_stops_quietly(tmp_path, fmt):
+    path = tmp_path / "c.o2xcap"
+    with CaptureWriter(path, vin=VIN) as capture:
+        # Far more output than a pipe buffers, so that it cannot all be written
+        # before the reader has gone.
+        for n in range(20_000):
+            capture.write(RecordKind.NOTIFICATION, encode_info(seq=n % 256), offset_ns=n)
+    with subprocess.Popen(
+        [sys.executable, "-m", "o2x", "replay", str(path), *fmt],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        watchdog = threading.Timer(60, proc.kill)
+        watchdog.start()
+        try:
+            first = proc.stdout.readline()
+            proc.stdout.close()  # as `head -1` does
+            err = proc.stderr.read().decode()
+            proc.wait()
+        finally:
+            watchdog.cancel()
+            proc.kill()
+    assert first
+    assert proc.returncode == 128 + 13, err  # as if ended by SIGPIPE, as shells expect
+    for word in ("Error", "Traceback", "Exception", "records over"):
+        assert word not in err

@@ -443,6 +443,11 @@ def test_replay_of_a_bad_file_exits_6(tmp_path, blob, fragment):
     assert_failure(result, 6, fragment, str(path))
 
 
+def test_replaying_a_directory_exits_6_saying_it_cannot_be_read(tmp_path):
+    result = o2x("replay", str(tmp_path))
+    assert_failure(result, 6, "cannot read", str(tmp_path))
+
+
 def test_record_to_an_unwritable_file_exits_6(state_dir, tmp_path):
     result = o2x("record", VIN, "--simulate", "-o", str(tmp_path / "missing" / "dir" / "c"))
     assert_failure(result, 6, "cannot write the capture file")

@@ -341,7 +341,9 @@ def record(
 
 
 @cli.command()
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+# A directory is not refused here: replay_file says it cannot be read (exit 6),
+# like any other file that is not a capture.
+@click.argument("file", type=click.Path(path_type=Path))
 @click.option(
     "--json", "json_mode", is_flag=True, help="SDK-shaped JSON lines, as `o2x watch --json`."
 )

@@ -73,6 +73,7 @@ Exit codes:
   6    capture file missing, unreadable or damaged, or an output file not writable
   7    an optional part is not installed (o2x[sim] for --simulate, o2x[plot] for --plot)
   130  interrupted with Ctrl-C (143 for SIGTERM): the vehicle was disconnected cleanly
+  141  replay: whatever read the output stopped reading (o2x replay ... | head)
 """
 
 

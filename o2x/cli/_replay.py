@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Final
 
+import click
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
@@ -31,6 +33,10 @@ from ._common import (
 
 #: Files at least this big get a progress bar (on a terminal).
 PROGRESS_FROM: Final = 1 << 20
+#: The exit status when whatever reads the output stops reading (``o2x replay | head``):
+#: 128 + SIGPIPE, what a shell reports for a program that signal ended (the Unix
+#: number, spelt out as Windows has no SIGPIPE).
+PIPE_CLOSED: Final = 128 + 13
 
 CSV_COLUMNS: Final = (
     "time",
@@ -53,7 +59,19 @@ CSV_COLUMNS: Final = (
 
 
 def _iso_ms(at: dt.datetime) -> str:
-    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+    # Not strftime("%Y"): the C library may write years before 1000 with fewer digits.
+    return f"{at.year:04d}-{at:%m-%dT%H:%M:%S}.{at.microsecond // 1000:03d}Z"
+
+
+def _local(at: dt.datetime) -> dt.datetime:
+    """``at`` in the local time zone, or left in UTC where the platform cannot say."""
+    try:
+        return at.astimezone()
+    except (OverflowError, OSError, ValueError):
+        # A capture's start is a day inside datetime's range, so this is the C
+        # library's limit (Windows refuses times before 1970): a time in UTC,
+        # shown as such, is still right, where failing would hide the records.
+        return at
 
 
 class _Printer:
@@ -158,7 +176,8 @@ def describe_header(path: Path, header: CaptureHeader, size: int) -> str:
     how = f", {source}" if isinstance(source, str) else ""
     if header.time_scale != 1:
         how += f" at {header.time_scale:g}x speed"
-    started = header.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    local = _local(header.started_at)
+    started = f"{local.year:04d}-{local:%m-%d %H:%M:%S %Z}"
     return f"{path}: capture of {header.vin}, started {started}{how}, {describe_size(size)}"
 
 
@@ -171,7 +190,51 @@ def replay_file(
     reception: str,
     plot: Path | None,
 ) -> None:
-    """Decode ``path`` and print it as ``fmt`` (``None``: nothing), plotting it if asked."""
+    """Decode ``path`` and print it as ``fmt`` (``None``: nothing), plotting it if asked.
+
+    When the output's reader stops reading (``o2x replay ... | head``), decoding
+    stops without a word, with the status :data:`PIPE_CLOSED`.
+    """
+    for console in (out, err):
+        # rich's default, which its documentation invites changing, is to exit with
+        # status 1, which o2x keeps for bugs.
+        console.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]
+    try:
+        _replay_file(out, err, path, fmt=fmt, reception=reception, plot=plot)
+    except BrokenPipeError:
+        _silence_broken_streams()
+        raise click.exceptions.Exit(PIPE_CLOSED) from None
+
+
+def _broken_pipe() -> None:
+    raise BrokenPipeError
+
+
+def _silence_broken_streams() -> None:
+    # Python flushes stdout and stderr on exit; what is still buffered for a closed
+    # pipe would fail again there, and be reported. The null device takes it instead.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except ValueError:
+            continue  # closed
+        except OSError:
+            with suppress(OSError, ValueError):  # no file descriptor (a test's stream)
+                fd = stream.fileno()
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, fd)
+                os.close(null)
+
+
+def _replay_file(
+    out: Console,
+    err: Console,
+    path: Path,
+    *,
+    fmt: str | None,
+    reception: str,
+    plot: Path | None,
+) -> None:
     series = None
     if plot is not None:
         from ._plot import Series, require_matplotlib
@@ -199,7 +262,8 @@ def replay_file(
             with _progress(err, size) as advance:
                 for count, (offset_ns, item) in enumerate(replay(reader, decoder)):
                     t = offset_ns / 1e9
-                    duration = t
+                    # The latest, not the last: offsets may go back (see below).
+                    duration = max(duration, t)
                     if count % 4096 == 0:
                         advance(reader.position)
                     at = header.at(offset_ns)
@@ -246,10 +310,19 @@ def replay_file(
     )
     if reader.problem is not None:
         err.print(f"Warning: {path}: {reader.problem}; the records before it were read")
+    if reader.backwards:
+        # Not damage that stops the replay: records keep the times they were given,
+        # in the order of the file, and the user is told not to trust that order.
+        err.print(
+            f"Warning: {path}: the time goes back between records ({reader.backwards} in all, "
+            f"first at byte {reader.backwards_at}); o2x never writes that, so the file is "
+            "damaged or was not made by o2x; the records were replayed in the file's order"
+        )
     if series is not None and plot is not None:
         from ._plot import draw
 
-        title = f"{header.vin}, {header.started_at.astimezone():%Y-%m-%d %H:%M}"
+        local = _local(header.started_at)
+        title = f"{header.vin}, {local.year:04d}-{local:%m-%d %H:%M}"
         try:
             draw(plot, series, title=title, time_scale=header.time_scale)
         except OSError as exc:
