@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import math
 import re
+import reprlib
 import string
+import sys
 from typing import TYPE_CHECKING, Final
 
 import attrs
@@ -131,6 +134,31 @@ _STATUS: dict[tuple[SystemState, Gear], VehicleStatus] = {
 }
 
 
+# Input quoted in error messages is cut short: a message must stay readable (and
+# small) whatever it quotes, and quoting must not fail on what repr() cannot show.
+_SHOWN_CHARS = 60
+_QUOTER = reprlib.Repr()
+_QUOTER.maxlevel = 3
+_QUOTER.maxstring = _QUOTER.maxother = _SHOWN_CHARS
+
+
+def _quote(value: object) -> str:
+    """A short repr of ``value`` for an error message; never raises (bar MemoryError)."""
+    if isinstance(value, str):
+        if len(value) <= _SHOWN_CHARS:
+            return repr(value)
+        return f"{value[:_SHOWN_CHARS]!r}... ({len(value)} characters)"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        # repr() refuses integers of more than 4300 digits (sys.int_info).
+        digits = int((value.bit_length() - 1) * math.log10(2)) + 1
+        return f"an integer of at least {digits} digits"
+    try:
+        text = _QUOTER.repr(value)
+    except Exception:  # an int too long for repr() inside a list, say
+        text = f"an object of type {type(value).__name__}"
+    return text if len(text) <= 2 * _SHOWN_CHARS else text[: 2 * _SHOWN_CHARS] + "..."
+
+
 # ISO 3779: 17 characters, digits and capitals without I, O and Q.
 _VIN_RE = re.compile(r"[A-HJ-NPR-Z0-9]{17}")
 _ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
@@ -159,10 +187,12 @@ def normalize_vin(vin: str) -> str:
     candidate = vin.strip().translate(_ASCII_UPPER)
     if _VIN_RE.fullmatch(candidate) is None:
         if len(candidate) != 17:
-            raise InvalidVIN(f"{vin!r} is not a VIN: a VIN has 17 characters, not {len(candidate)}")
+            raise InvalidVIN(
+                f"{_quote(vin)} is not a VIN: a VIN has 17 characters, not {len(candidate)}"
+            )
         bad = sorted({c for c in candidate if _VIN_RE.fullmatch(c * 17) is None})
         raise InvalidVIN(
-            f"{vin!r} is not a VIN: {''.join(bad)!r} cannot appear in a VIN "
+            f"{_quote(vin)} is not a VIN: {''.join(bad)!r} cannot appear in a VIN "
             "(only digits and capital letters other than I, O and Q)"
         )
     if type(vin) is str:
@@ -210,6 +240,11 @@ brake_system_problem=False, service=False, battery_temperature=False, turtle_mod
     @classmethod
     def from_mask(cls, mask: int) -> Alerts:
         """The alerts whose bits are set in the 8-bit ``mask``."""
+        if mask.__class__ is not int:
+            # True is an int to Python, and 1.0 compares equal to 1, but neither is a mask.
+            if isinstance(mask, bool) or not isinstance(mask, int):
+                raise TypeError(f"an alert mask is an int (0..255), not {_quote(mask)}")
+            mask = int(mask)  # an IntFlag, say
         if not 0 <= mask <= 0xFF:
             raise ValueError(f"an alert mask is 8 bits (0..255), not {mask}")
         return _ALERTS_BY_MASK[mask]
@@ -231,9 +266,41 @@ _ALERTS_BY_MASK: tuple[Alerts, ...] = tuple(
 NO_ALERTS = _ALERTS_BY_MASK[0]
 
 
+# RFC 8259, section 6: integers beyond +-(2**53 - 1) are not interoperable in JSON,
+# as many parsers (JavaScript's among them) read every number as an IEEE double.
+_MAX_MEASURE_INT: Final = 2**53 - 1
+_MAX_FLOAT: Final = sys.float_info.max
+
+
+def _check_measure_value(value: object) -> int | float:
+    """Return ``value`` if it can be a measure's value, else raise TypeError or ValueError.
+
+    That is a finite int or float (not a bool), an int no larger in magnitude than
+    ``2**53 - 1``: what JSON carries faithfully.
+    """
+    # Exact types first: from_sdk checks every measure of every object it loads.
+    if (type(value) is int and -_MAX_MEASURE_INT <= value <= _MAX_MEASURE_INT) or (
+        type(value) is float and -_MAX_FLOAT <= value <= _MAX_FLOAT  # False for NaN
+    ):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"a measure's value must be a number, not {_quote(value)}")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"a measure's value must be a finite number, not {value!r}")
+    elif not -_MAX_MEASURE_INT <= value <= _MAX_MEASURE_INT:
+        raise ValueError(
+            f"a measure's value must be an integer within +-(2**53 - 1), not {_quote(value)}"
+        )
+    return value
+
+
 @attrs.frozen
 class Measure:
     """A number with its unit, as the SDK reports measures (``{"unit": "km", "value": 42}``).
+
+    ``value`` is a finite int or float (an int within ``+-(2**53 - 1)``, what JSON
+    carries faithfully), ``unit`` a string: TypeError or ValueError otherwise.
 
     >>> print(Measure(1234.5, "km"))
     1234.5 km
@@ -241,6 +308,23 @@ class Measure:
 
     value: int | float
     unit: str
+
+    def __attrs_post_init__(self) -> None:
+        # One hook, not two attrs validators, with the common case first: the
+        # measure caches of VehicleInfo.from_frame build a Measure whenever a value
+        # changes (the odometer, every 100 m), so this costs as little as it can.
+        value = self.value
+        cls = value.__class__
+        if self.unit.__class__ is str and (
+            (cls is int and -_MAX_MEASURE_INT <= value <= _MAX_MEASURE_INT)
+            or (cls is float and -_MAX_FLOAT <= value <= _MAX_FLOAT)  # False for NaN
+        ):
+            return
+        _check_measure_value(value)
+        if not isinstance(self.unit, str):
+            raise TypeError(
+                f"a measure's unit must be a string such as 'km', not {_quote(self.unit)}"
+            )
 
     def __str__(self) -> str:
         return f"{self.value} {self.unit}"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
-import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +34,8 @@ from .model import (
     VehicleData,
     VehicleInfo,
     VehicleStatus,
+    _check_measure_value,
+    _quote,
     normalize_vin,
 )
 
@@ -57,8 +58,10 @@ def _format_time(value: _dt.datetime) -> str:
 
 def _parse_time(value: object, _: object) -> _dt.datetime:
     if not isinstance(value, str):
-        raise TypeError(f"receivedAt must be a string like 2026-11-22T10:15:30Z, not {value!r}")
-    problem = f"receivedAt {value!r} is not of the form YYYY-MM-DDTHH:MM:SSZ"
+        raise TypeError(
+            f"receivedAt must be a string like 2026-11-22T10:15:30Z, not {_quote(value)}"
+        )
+    problem = f"receivedAt {_quote(value)} is not of the form YYYY-MM-DDTHH:MM:SSZ"
     if _TIME_RE.fullmatch(value) is None:
         raise ValueError(problem)
     try:
@@ -70,31 +73,32 @@ def _parse_time(value: object, _: object) -> _dt.datetime:
 
 def _parse_number(value: object, _: object) -> int | float:
     # Measures keep the type they were sent with, so 42 stays an int and 1234.5 a float.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"a measure's value must be a number, not {value!r}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"a measure's value must be a finite number, not {value!r}")
-    return value
+    # Checked here, not only by Measure, so that an error names $.data.batterySoc.value.
+    return _check_measure_value(value)
 
 
 def _parse_str(value: object, _: object) -> str:
     # cattrs would turn anything into a string with str(): 5 would become "5".
     if not isinstance(value, str):
-        raise TypeError(f"expected a string, not {value!r}")
+        raise TypeError(f"expected a string, not {_quote(value)}")
     return value
 
 
 def _parse_bool(value: object, _: object) -> bool:
     # cattrs would apply bool(): "false" would become True.
     if not isinstance(value, bool):
-        raise TypeError(f"expected true or false, not {value!r}")
+        raise TypeError(f"expected true or false, not {_quote(value)}")
     return value
 
 
 def _parse_enum(value: object, cls: type[enum.Enum]) -> enum.Enum:
     if not isinstance(value, str):
-        raise TypeError(f"expected a string, not {value!r}")
-    return cls(value)  # ValueError: 'x' is not a valid SystemState
+        raise TypeError(f"expected a string, not {_quote(value)}")
+    try:
+        return cls(value)
+    except ValueError:  # enum's own message would quote all of a megabyte of input
+        allowed = ", ".join(repr(member.value) for member in cls)
+        raise ValueError(f"{_quote(value)} is not a valid {cls.__name__} ({allowed})") from None
 
 
 def _parse_vin(value: object, _: object) -> str:
@@ -179,9 +183,48 @@ def to_sdk(obj: VehicleInfo | Event) -> dict[str, Any]:
 
     Keys are the SDK's (``currentAlert``, ``batterySoc``...), enums their SDK strings,
     ``receivedAt`` is ``YYYY-MM-DDTHH:MM:SSZ``; an event becomes ``{"event": ...}``.
+    Raises :class:`TypeError` for anything else, and for one of them holding a
+    value of the wrong type (``attrs.evolve(info, current_alert=3)``).
     """
-    result: dict[str, Any] = converter.unstructure(obj)
+    # cattrs would pass anything it has no hook for through unchanged: to_sdk(None)
+    # would be None.
+    if not isinstance(obj, VehicleInfo | Event):
+        raise TypeError(f"to_sdk takes a VehicleInfo or an Event, not {_quote(obj)}")
+    try:
+        result: dict[str, Any] = converter.unstructure(obj)
+    except Exception as exc:
+        # The hooks follow the declared types; only a value of another type can fail.
+        # Looked for only now, so that valid objects pay nothing for it.
+        wrong = "; ".join(_wrong_types(obj, type(obj).__name__)) or str(exc)
+        raise TypeError(
+            f"cannot give this {type(obj).__name__} in the SDK's shape: {wrong}"
+        ) from exc
     return result
+
+
+# _wrong_types compares values with the declared types: classes, not strings.
+for _cls in (VehicleInfo, VehicleData, Alerts, Measure, Event):
+    attrs.resolve_types(_cls)
+
+
+def _wrong_types(obj: attrs.AttrsInstance, path: str) -> list[str]:
+    problems = []
+    for field in attrs.fields(type(obj)):
+        value = getattr(obj, field.name)
+        expected = field.type
+        if not isinstance(value, expected):
+            name = " or ".join(_type_name(t) for t in getattr(expected, "__args__", (expected,)))
+            problems.append(f"{path}.{field.name} is {_quote(value)}, not {name}")
+        elif attrs.has(type(value)):
+            problems.extend(_wrong_types(value, f"{path}.{field.name}"))
+    return problems
+
+
+def _type_name(cls: Any) -> str:
+    return "None" if cls is type(None) else getattr(cls, "__name__", str(cls))
+
+
+_SHOWN_KEYS = 10
 
 
 def _describe(exc: BaseException, expected: type | None) -> str:
@@ -189,7 +232,10 @@ def _describe(exc: BaseException, expected: type | None) -> str:
     if isinstance(exc, KeyError):
         return "required key missing"
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
-        return f"unexpected keys {sorted(exc.extra_fields)}"
+        # Sorted as quoted: keys of JSON are strings, but a dict's may be 1 and "zz".
+        keys = sorted(_quote(key) for key in exc.extra_fields)
+        more = f" and {len(keys) - _SHOWN_KEYS} more" if len(keys) > _SHOWN_KEYS else ""
+        return f"unexpected keys [{', '.join(keys[:_SHOWN_KEYS])}]{more}"
     if isinstance(exc, ValueError | TypeError) and str(exc):
         return str(exc)
     name = getattr(expected, "__name__", str(expected))
@@ -197,6 +243,15 @@ def _describe(exc: BaseException, expected: type | None) -> str:
 
 
 _SNAKE_SEGMENT = re.compile(r"(?<=\.)[a-z]+(?:_[a-z]+)+")
+
+
+def _sdk_path(problem: str) -> str:
+    # cattrs ends each problem with " @ $.data.battery_soc": only that path is
+    # renamed, never the quoted input before it ("v.some_value" stays as sent).
+    description, at, path = problem.rpartition(" @ ")
+    if not at:
+        return problem
+    return description + at + _SNAKE_SEGMENT.sub(lambda m: _camel(m.group()), path)
 
 
 def from_sdk(data: dict[str, Any]) -> VehicleInfo:
@@ -207,13 +262,13 @@ def from_sdk(data: dict[str, Any]) -> VehicleInfo:
     """
     if not isinstance(data, dict):
         raise SDKFormatError(
-            f"not an SDK vehicle information object: expected a JSON object, not {data!r:.60}"
+            f"not an SDK vehicle information object: expected a JSON object, not {_quote(data)}"
         )
     try:
         return converter.structure(data, VehicleInfo)
     except cattrs.BaseValidationError as exc:
-        problems = "; ".join(cattrs.transform_error(exc, format_exception=_describe))
-        problems = _SNAKE_SEGMENT.sub(lambda m: _camel(m.group()), problems)
+        messages = cattrs.transform_error(exc, format_exception=_describe)
+        problems = "; ".join(_sdk_path(message) for message in messages)
         raise SDKFormatError(f"not an SDK vehicle information object: {problems}") from exc
     except (TypeError, ValueError, AttributeError) as exc:
         raise SDKFormatError(f"not an SDK vehicle information object: {exc}") from exc

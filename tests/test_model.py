@@ -152,6 +152,14 @@ def test_invalid_vin_is_a_value_error() -> None:
         normalize_vin("hello")
 
 
+def test_a_megabyte_long_non_vin_is_quoted_cut_short() -> None:
+    with pytest.raises(InvalidVIN) as caught:
+        normalize_vin("x" * 1_000_000)
+    assert str(caught.value) == (
+        f"'{'x' * 60}'... (1000000 characters) is not a VIN: a VIN has 17 characters, not 1000000"
+    )
+
+
 # --- alerts ------------------------------------------------------------------------
 
 
@@ -178,11 +186,46 @@ def test_alerts_from_mask_rejects_more_than_8_bits(mask: int) -> None:
         Alerts.from_mask(mask)
 
 
+@pytest.mark.parametrize("mask", [1.0, True, False, "1", None])
+def test_alerts_from_mask_takes_only_an_int(mask: object) -> None:
+    # 1.0 == 1 and True == 1 in Python, but neither is a bit mask.
+    with pytest.raises(TypeError, match=r"an alert mask is an int \(0\.\.255\), not "):
+        Alerts.from_mask(mask)  # type: ignore[arg-type]
+
+
 def test_alerts_are_immutable() -> None:
     alerts = Alerts()
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         alerts.stop = True  # type: ignore[misc]
     assert alerts.mask == 0
+
+
+# --- measures --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "error", "message"),
+    [
+        (float("nan"), "%", ValueError, "a measure's value must be a finite number, not nan"),
+        (float("-inf"), "km", ValueError, "a measure's value must be a finite number, not -inf"),
+        (True, "%", TypeError, "a measure's value must be a number, not True"),
+        ("42", "%", TypeError, "a measure's value must be a number, not '42'"),
+        (None, "%", TypeError, "a measure's value must be a number, not None"),
+        (2**53, "km", ValueError, "an integer within +-(2**53 - 1), not 9007199254740992"),
+        (-(10**5000), "km", ValueError, "not an integer of at least 5000 digits"),
+        (42, 1, TypeError, "a measure's unit must be a string such as 'km', not 1"),
+        (42, None, TypeError, "a measure's unit must be a string such as 'km', not None"),
+    ],
+    ids=["nan", "-inf", "bool", "text", "None", "2**53", "5000 digits", "unit 1", "no unit"],
+)
+def test_measure_rejects_what_json_cannot_carry(
+    value: object, unit: object, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error) as caught:
+        Measure(value, unit)  # type: ignore[arg-type]
+    assert message in str(caught.value)
+    with pytest.raises(error):  # evolve builds through __init__ too
+        attrs.evolve(Measure(1, "km"), value=value, unit=unit)
 
 
 # --- VehicleInfo ---------------------------------------------------------------------

@@ -5,10 +5,12 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import math
 import re
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -273,6 +275,22 @@ MALFORMED: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
         "required key missing",
     ),
     ("data a list", lambda d: d.update(data=[]), "$.data", ""),
+    # Keys no JSON text has, but a dict may: sorting them must not fail.
+    ("keys of two types", lambda d: d.update({1: "x", "zz": 1}), "@ $", "keys ['zz', 1]"),
+    ("data keys", lambda d: at("data")(d).update({None: 1, "zz": 1}), "$.data", "None"),
+    ("alert keys", lambda d: at("currentAlert")(d).update({(1,): 1, "a": 1}), "$.currentAlert", ""),
+    # Only the path is put in the SDK's camelCase, never the input quoted.
+    ("dotted status", lambda d: d.update(status="v.some_value"), "$.status", "'v.some_value'"),
+    ("dotted time", lambda d: d.update(receivedAt="a.b_c"), "$.receivedAt", "'a.b_c'"),
+    # Beyond 2**53 - 1, JSON integers are not read back exactly everywhere (RFC 8259).
+    ("soc 2**53", lambda d: at("data", "batterySoc")(d).update(value=2**53), "Soc.value", "2**53"),
+    (
+        "soc of 5000 digits",
+        lambda d: at("data", "totalOdometer")(d).update(value=-(10**5000)),
+        "$.data.totalOdometer.value",
+        "an integer of at least 5000 digits",
+    ),
+    ("status a huge int", lambda d: d.update(status=10**5000), "$.status", "expected a string"),
 ]
 
 
@@ -313,6 +331,105 @@ def test_every_problem_is_reported() -> None:
 def test_not_an_object(value: Any) -> None:
     with pytest.raises(SDKFormatError, match="expected a JSON object"):
         from_sdk(value)
+
+
+def _nested(depth: int) -> list[Any]:
+    nested: list[Any] = []
+    for _ in range(depth):
+        nested = [nested]
+    return nested
+
+
+@pytest.mark.parametrize(
+    "value",
+    [10**5000, _nested(100_000), [10**5000], "x" * 1_000_000],
+    ids=["5000-digit int", "100000-deep list", "5000-digit int in a list", "1 MB string"],
+)
+def test_what_repr_cannot_show_is_still_an_sdk_format_error(value: Any) -> None:
+    # repr() fails on the first two (int string limit, recursion) and runs to a
+    # megabyte on the last; messages quote input cut short, and never fail to.
+    for data in (value, {**example(), "status": value}, {**example(), "receivedAt": value}):
+        with pytest.raises(SDKFormatError) as caught:
+            from_sdk(data)
+        assert len(str(caught.value)) < 500
+
+
+@pytest.mark.parametrize("key", ["vin", "status", "receivedAt"])
+def test_a_megabyte_of_input_is_quoted_cut_short(key: str) -> None:
+    data = example()
+    data[key] = "x" * 1_000_000
+    with pytest.raises(SDKFormatError) as caught:
+        from_sdk(data)
+    text = str(caught.value)
+    assert len(text) < 500
+    assert f"'{'x' * 60}'... (1000000 characters)" in text
+    assert f"$.{key}" in text
+
+
+def test_a_thousand_unexpected_keys_are_counted_not_listed() -> None:
+    data = example()
+    data.update({f"key{i:04}": i for i in range(1000)})
+    with pytest.raises(SDKFormatError) as caught:
+        from_sdk(data)
+    text = str(caught.value)
+    assert "['key0000', 'key0001'," in text
+    assert "'key0009'] and 990 more @ $" in text
+    assert "key0010" not in text
+
+
+# --- to_sdk takes what it can give in the SDK's shape, and nothing else ---------------------
+
+_INFO = from_sdk(example())
+
+
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        (None, "to_sdk takes a VehicleInfo or an Event, not None"),
+        ({"a": 1}, "to_sdk takes a VehicleInfo or an Event, not {'a': 1}"),
+        (_INFO.data, "to_sdk takes a VehicleInfo or an Event, not VehicleData("),
+        (attrs.evolve(_INFO, current_alert=3), "VehicleInfo.current_alert is 3, not Alerts"),
+        (attrs.evolve(_INFO, data=None), "VehicleInfo.data is None, not VehicleData"),
+        (
+            attrs.evolve(_INFO, data=attrs.evolve(_INFO.data, battery_soc=42)),
+            "VehicleInfo.data.battery_soc is 42, not Measure or None",
+        ),
+        (
+            Event("cantCharge", dt.datetime(2026, 11, 22, tzinfo=dt.UTC)),  # type: ignore[arg-type]
+            "Event.kind is 'cantCharge', not EventKind",
+        ),
+    ],
+    ids=["None", "dict", "VehicleData", "alerts an int", "no data", "soc an int", "event text"],
+)
+def test_to_sdk_rejects_what_it_cannot_give(obj: Any, message: str) -> None:
+    with pytest.raises(TypeError) as caught:
+        to_sdk(obj)
+    assert message in str(caught.value)
+
+
+@given(
+    st.floats()
+    | st.integers()
+    | st.integers(2**53 - 3, 2**53 + 3)
+    | st.booleans()
+    | st.none()
+    | st.text(max_size=3)
+    | st.sampled_from([math.inf, -math.inf, math.nan, 10**5000])
+)
+def test_a_measure_to_sdk_gives_is_one_from_sdk_takes(value: Any) -> None:
+    # Measure refuses what JSON cannot carry, so to_sdk never gives NaN, a bool or
+    # text as a number, nor an integer beyond 2**53 - 1 (or beyond repr()'s limit).
+    try:
+        measure = Measure(value, "%")
+    except (TypeError, ValueError):
+        fits = (type(value) is int and abs(value) <= 2**53 - 1) or (
+            type(value) is float and math.isfinite(value)
+        )
+        assert not fits, f"{value!r} was refused"
+        return
+    info = attrs.evolve(_INFO, data=attrs.evolve(_INFO.data, battery_soc=measure))
+    text = json.dumps(to_sdk(info), allow_nan=False)
+    assert from_sdk(json.loads(text)) == info
 
 
 def test_from_sdk_does_not_change_its_input() -> None:

@@ -10,13 +10,15 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
-from o2x import StateFileError
+from o2x import O2XVehicle, StateFileError
 from o2x._state import RememberedVehicle, load, save, state_file
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes and signals")
@@ -163,6 +165,7 @@ DAMAGED = {
     "format 0": _doc(format=0, vin=A.vin, address=A.address),
     "format as text": _doc(format="1", vin=A.vin, address=A.address),
     "format true": _doc(format=True, vin=A.vin, address=A.address),
+    "format 1.0": _doc(format=1.0, vin=A.vin, address=A.address),
     "no format": _doc(vin=A.vin, address=A.address),
     "bad VIN letter": _doc(format=1, vin="VR1AB12C3D456789O", address=A.address),
     "short VIN": _doc(format=1, vin="VR1AB12", address=A.address),
@@ -170,6 +173,13 @@ DAMAGED = {
     "no address": _doc(format=1, vin=A.vin),
     "empty address": _doc(format=1, vin=A.vin, address=""),
     "address a number": _doc(format=1, vin=A.vin, address=42),
+    "address with control characters": _doc(format=1, vin=A.vin, address="\x00\n; rm -rf"),
+    "address with a space": _doc(format=1, vin=A.vin, address="C1:11 11:11:11:11"),
+    "address as markup": _doc(format=1, vin=A.vin, address="[blink]C1:11:11:11:11:11"),
+    "address too long": _doc(format=1, vin=A.vin, address="C" * 129),
+    "larger than any remembered vehicle": _doc(
+        format=1, vin=A.vin, address=A.address, note="x" * 70_000
+    ),
     "a list": json.dumps([1, A.vin, A.address]).encode(),
     "null": b"null",
     "binary": bytes(range(256)),
@@ -208,3 +218,88 @@ def test_unreadable_file_raises_naming_it(tmp_path: Path) -> None:
 def test_missing_file_is_no_vehicle(tmp_path: Path) -> None:
     assert load(tmp_path / "vehicle.json") is None
     assert load(tmp_path / "absent" / "vehicle.json") is None
+
+
+@pytest.mark.parametrize("key", ["vin", "address"])
+def test_a_missing_key_is_named(tmp_path: Path, key: str) -> None:
+    path = tmp_path / "vehicle.json"
+    fields = {"format": 1, "vin": A.vin, "address": A.address}
+    del fields[key]
+    path.write_bytes(_doc(**fields))
+    with pytest.raises(StateFileError, match=f'damaged \\(missing key "{key}"\\)'):
+        load(path)
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    path = tmp_path / "vehicle.json"
+    os.mkfifo(path)
+    outcome: list[object] = []
+
+    def read() -> None:
+        try:
+            outcome.append(load(path))
+        except Exception as exc:
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=10)  # returns at once unless load() blocks
+    if reader.is_alive():
+        # Blocked opening the FIFO for want of a writer: be one, so that it ends.
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join()
+        pytest.fail("load() blocked on a FIFO")
+    [error] = outcome
+    assert isinstance(error, StateFileError)
+    assert f"{path}: it is a FIFO, not a regular file" in str(error)
+    assert stat.S_ISFIFO(path.stat().st_mode)  # left as it was
+
+
+def test_a_device_is_refused() -> None:
+    # Not read at all: /dev/null would read as an empty file, /dev/zero for ever
+    # (not tried here: reading it is what this guards against).
+    with pytest.raises(StateFileError, match="it is a character device, not a regular file"):
+        load(Path("/dev/null"))
+
+
+def test_a_path_with_a_nul_character_is_a_state_file_error(tmp_path: Path) -> None:
+    state_dir = f"{tmp_path}/a\0b"
+    path = state_file(state_dir)
+    with pytest.raises(StateFileError, match=r"not a usable path \(embedded null byte\)"):
+        load(path)
+    with pytest.raises(StateFileError, match=r"not a usable path \(embedded null byte\)"):
+        save(path, A)
+
+    async def enter() -> None:
+        async with O2XVehicle.previous(state_dir=state_dir):
+            pass
+
+    with pytest.raises(StateFileError) as caught:
+        anyio.run(enter)
+    assert repr(str(path)) in str(caught.value)  # quoted: no raw NUL in the message
+
+
+# What bleak's backends give as a device's address (and BlueZ's object path for it).
+ADDRESSES = [
+    "C1:11:11:11:11:11",
+    "c1:11:11:11:11:11",
+    "9A2F4C1E-7B3D-4E55-8C61-0123456789AB",
+    "/org/bluez/hci0/dev_C1_11_11_11_11_11",
+    "C" * 128,
+]
+NOT_ADDRESSES = ["", "\x00\n; rm -rf", "C1:11 11:11:11:11", "[blink]x", "C" * 129, "\u00c9", 42]
+
+
+def test_save_writes_only_what_load_reads_back(tmp_path: Path) -> None:
+    path = tmp_path / "vehicle.json"
+    for address in ADDRESSES:
+        save(path, RememberedVehicle(A.vin, address))
+        assert load(path) == RememberedVehicle(A.vin, address)
+    path.unlink()
+    refused = [RememberedVehicle(A.vin, address) for address in NOT_ADDRESSES]
+    refused.append(RememberedVehicle("VR1AB12C3D456789O", A.address))
+    for vehicle in refused:
+        with pytest.raises(StateFileError, match="cannot remember the vehicle in "):
+            save(path, vehicle)
+    assert not path.exists()
+    assert _temp_files(tmp_path) == []
