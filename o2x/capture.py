@@ -36,7 +36,7 @@ import attrs
 from .errors import O2XError
 from .frames import Frame, FrameDecoder
 from .machine import Action, DeliverEvent
-from .model import EventKind, normalize_vin
+from .model import EventKind, _quote, normalize_vin
 from .vehicle import O2XVehicle
 
 __all__ = [
@@ -443,7 +443,7 @@ def _parse_metadata(blob: bytes) -> tuple[dict[str, Any], str, int]:
         raise TypeError("started_at_ns is not an integer")
     if not _FIRST_START <= started <= _LAST_START:
         raise ValueError(
-            f"started_at_ns {_brief(started)} is not a time from 0001-01-02 to 9999-12-30 (UTC)"
+            f"started_at_ns {_quote(started)} is not a time from 0001-01-02 to 9999-12-30 (UTC)"
         )
     _time_scale(metadata.get("time_scale", 1))
     return metadata, normalize_vin(metadata["vin"]), started
@@ -458,16 +458,7 @@ def _time_scale(value: object) -> float:
             scale = math.inf
         if 0 < scale < math.inf:
             return scale
-    raise ValueError(f"time_scale must be a positive number, not {_brief(value)}")
-
-
-def _brief(value: object) -> str:
-    # A damaged header can hold numbers of thousands of digits: keep messages one line.
-    try:
-        text = repr(value)
-    except ValueError:  # an int past sys.get_int_max_str_digits()
-        return f"an {type(value).__name__} too long to show"
-    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+    raise ValueError(f"time_scale must be a positive number, not {_quote(value)}")
 
 
 class LinkChange(NamedTuple):

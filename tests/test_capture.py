@@ -207,7 +207,7 @@ def test_zeros_after_the_last_record_are_reported(tmp_path):
         ),
         pytest.param(
             capture_bytes({"vin": VIN, "started_at_ns": 0, "time_scale": 10**400}),
-            r"damaged.*time_scale must be a positive number, not 10000.*\(401 characters\)",
+            r"damaged.*time_scale must be a positive number, not an integer of at least \d+ digits",
             id="time scale beyond floats",
         ),
         *(
