@@ -342,13 +342,19 @@ class O2XVehicle:
 
     async def get(self) -> VehicleInfo:
         """The last reading received, waiting for the first one if needed
-        (the SDK's ``get`` of ``pims.vehicle.informations``)."""
+        (the SDK's ``get`` of ``pims.vehicle.informations``).
+
+        Raises the vehicle's error if it stopped for good, and ``RuntimeError`` if
+        it was left before any reading arrived.
+        """
         self._require_entered()
         while True:
             if self._failure is not None:  # stopped for good: the last reading is stale
                 raise self._failure
             if self._latest_info is not None:
                 return self._latest_info
+            if self._closed:  # left (or leaving) before any reading: none will come
+                raise RuntimeError("the vehicle was left before any reading arrived")
             await self._first_info.wait()
 
     @property

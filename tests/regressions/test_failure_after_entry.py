@@ -8,6 +8,8 @@
   went on returning the last, stale reading and the block was left as if nothing
   had happened. ``get()`` now raises the error, and so does leaving the block,
   unless the block is already raising something.
+* ``get()`` on a vehicle left before any reading arrived looped for ever (the end
+  of the vehicle sets the event it waits on); it raises ``RuntimeError``.
 """
 
 from __future__ import annotations
@@ -90,3 +92,17 @@ async def test_the_block_s_own_exception_wins_over_the_failure(tmp_path: Path) -
         sim = await radio.add(SimulatedVehicle(VIN, rate_hz=20))
         with pytest.raises(KeyError):
             await raising_block(radio, sim)
+
+
+async def test_get_after_leaving_without_a_reading_raises_instead_of_spinning(
+    tmp_path: Path,
+) -> None:
+    # get() waits for the first reading; the vehicle's end sets the event it waits
+    # on, and a get() that only looped back to wait again spun for ever.
+    async with VirtualRadio() as radio:
+        sim = await radio.add(SimulatedVehicle(VIN, rate_hz=20))
+        await sim.go_silent(30)  # connected, subscribed, but nothing sent
+        async with O2XVehicle.first_time(VIN, radio=radio, state_dir=tmp_path) as car:
+            assert car.latest is None
+        with anyio.fail_after(5), pytest.raises(RuntimeError, match="before any reading"):
+            await car.get()
