@@ -135,8 +135,12 @@ class VehicleStats:
 class _Closed:
     """Marks the end of a stream; carries the error that ended it, if any."""
 
-    def __init__(self, error: BaseException | None) -> None:
+    def __init__(self, error: BaseException | None, traceback: TracebackType | None) -> None:
         self.error = error
+        # Where the error arose. Every raise of the same object adds the raising
+        # frames to its traceback (and keeps their locals alive), so each raise
+        # starts again from this one.
+        self.traceback = traceback
 
 
 class Stream(Generic[T]):
@@ -171,9 +175,11 @@ class Stream(Generic[T]):
             self._waiter.set()
             self._waiter = None
 
-    def _close(self, error: BaseException | None = None) -> None:
+    def _close(
+        self, error: BaseException | None = None, traceback: TracebackType | None = None
+    ) -> None:
         if self._end is None:
-            self._end = _Closed(error)
+            self._end = _Closed(error, traceback)
         if self._waiter is not None:
             self._waiter.set()
             self._waiter = None
@@ -185,7 +191,7 @@ class Stream(Generic[T]):
         while not self._items:
             if self._end is not None:
                 if self._end.error is not None:
-                    raise self._end.error
+                    raise self._end.error.with_traceback(self._end.traceback)
                 raise StopAsyncIteration
             # Shared by every task waiting on this stream, so that all of them wake
             # (one takes the item; the others wait again) and all see the end.
@@ -267,6 +273,7 @@ class O2XVehicle:
         self._clock: Callable[[], float] | None = None
         self._ready = anyio.Event()
         self._failure: O2XError | None = None
+        self._failure_traceback: TracebackType | None = None
         self._address: str | None = None
         self._samples: weakref.WeakSet[Stream[VehicleInfo]] = weakref.WeakSet()
         self._statuses: weakref.WeakSet[Stream[VehicleInfo]] = weakref.WeakSet()
@@ -350,7 +357,7 @@ class O2XVehicle:
         self._require_entered()
         while True:
             if self._failure is not None:  # stopped for good: the last reading is stale
-                raise self._failure
+                raise self._failure.with_traceback(self._failure_traceback)  # see _Closed
             if self._latest_info is not None:
                 return self._latest_info
             if self._closed:  # left (or leaving) before any reading: none will come
@@ -406,8 +413,8 @@ class O2XVehicle:
     def _register(self, streams: weakref.WeakSet[Any], stream: Stream[Any]) -> None:
         # A WeakSet: a stream its consumer dropped (a broken-off ``async for``)
         # stops receiving by itself.
-        if self._closed:
-            stream._close(self._failure)
+        if self._closed or self._failure is not None:  # nothing more will come
+            stream._close(self._failure, self._failure_traceback)
         else:
             streams.add(stream)
 
@@ -482,7 +489,7 @@ class O2XVehicle:
         if exc is None and self._failure is not None:
             # The vehicle stopped for good inside the block (its streams ended with
             # this error); a block that ended quietly must not hide it.
-            raise self._failure
+            raise self._failure.with_traceback(self._failure_traceback)
 
     async def _shutdown(self) -> None:
         self._closed = True
@@ -520,7 +527,7 @@ class O2XVehicle:
     def _end_streams(self) -> None:
         streams: list[Stream[Any]] = [*self._samples, *self._statuses, *self._events]
         for stream in streams:
-            stream._close(self._failure)
+            stream._close(self._failure, self._failure_traceback)
         self._first_info.set()
 
     def _claim(self, vin: str) -> None:
@@ -663,6 +670,7 @@ class O2XVehicle:
 
     def _fail(self, error: O2XError) -> None:
         self._failure = error
+        self._failure_traceback = error.__traceback__
         if self._machine is not None and self._machine.state is not State.CLOSED:
             self._machine.handle(Close(), anyio.current_time())
         self._ready.set()

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import traceback
 from pathlib import Path
 
 import anyio
@@ -106,3 +107,40 @@ async def test_get_after_leaving_without_a_reading_raises_instead_of_spinning(
             assert car.latest is None
         with anyio.fail_after(5), pytest.raises(RuntimeError, match="before any reading"):
             await car.get()
+
+
+@pytest.mark.usefixtures("scanning_fails_after_the_first_scan")
+async def test_raising_the_failure_again_and_again_keeps_its_traceback_short(
+    tmp_path: Path,
+) -> None:
+    # The same error object is raised by get(), by every stream and on leaving;
+    # each raise used to add its frames to the error's traceback, keeping the
+    # callers' locals alive: a program polling get() grew without bound.
+    async def poll_after_the_failure(radio: VirtualRadio, sim: SimulatedVehicle) -> None:
+        async with O2XVehicle.first_time(VIN, radio=radio, state_dir=tmp_path) as car:
+            events = car.events()
+            await car.get()
+            await sim.drop_link()
+            with anyio.fail_after(5), pytest.raises(ConnectionFailed):
+                async for _ in events:
+                    pass
+            lengths = []
+            for _ in range(50):
+                try:
+                    await car.get()
+                except ConnectionFailed as exc:
+                    lengths.append(len(traceback.extract_tb(exc.__traceback__)))
+            assert len(set(lengths)) == 1, lengths[:5]
+            with pytest.raises(ConnectionFailed) as again:
+                await anext(car.events())
+            first = len(traceback.extract_tb(again.value.__traceback__))
+            with pytest.raises(ConnectionFailed) as later:
+                await anext(car.events())
+            assert len(traceback.extract_tb(later.value.__traceback__)) == first
+
+    async with VirtualRadio() as radio:
+        sim = await radio.add(SimulatedVehicle(VIN, rate_hz=20))
+        # A stream made after the failure ends at once with it (it used to wait
+        # for ever): the time limit is for that.
+        with anyio.fail_after(10), pytest.raises(ConnectionFailed):
+            await poll_after_the_failure(radio, sim)
