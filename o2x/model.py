@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import math
+import operator
 import re
 import reprlib
 import string
@@ -241,10 +242,14 @@ brake_system_problem=False, service=False, battery_temperature=False, turtle_mod
     def from_mask(cls, mask: int) -> Alerts:
         """The alerts whose bits are set in the 8-bit ``mask``."""
         if mask.__class__ is not int:
-            # True is an int to Python, and 1.0 compares equal to 1, but neither is a mask.
-            if isinstance(mask, bool) or not isinstance(mask, int):
-                raise TypeError(f"an alert mask is an int (0..255), not {_quote(mask)}")
-            mask = int(mask)  # an IntFlag, say
+            # True is an int to Python, and 1.0 compares equal to 1, but neither is a
+            # mask; an IntFlag or a NumPy integer is (operator.index takes those).
+            if isinstance(mask, bool):
+                raise TypeError(f"an alert mask is an int (0..255), not {mask!r}")
+            try:
+                mask = operator.index(mask)
+            except TypeError:
+                raise TypeError(f"an alert mask is an int (0..255), not {_quote(mask)}") from None
         if not 0 <= mask <= 0xFF:
             raise ValueError(f"an alert mask is 8 bits (0..255), not {mask}")
         return _ALERTS_BY_MASK[mask]
@@ -284,7 +289,10 @@ def _check_measure_value(value: object) -> int | float:
     ):
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"a measure's value must be a number, not {_quote(value)}")
+        raise TypeError(
+            f"a measure's value must be an int or a float, not {_quote(value)} "
+            f"({type(value).__name__})"
+        )
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"a measure's value must be a finite number, not {value!r}")

@@ -215,7 +215,7 @@ class BleakLink:
             self._flush_scheduled = True
             self._portal.to_caller_soon(self._flush)
 
-    def _flush(self, limit: int = _MAX_BATCH) -> None:
+    def _flush(self) -> None:
         # Runs on the caller's loop. The flag is cleared before the batch is taken,
         # so anything the BLE thread appends later schedules another flush; popleft
         # is atomic, so appending while the batch is taken is safe. What is left
@@ -223,7 +223,7 @@ class BleakLink:
         # the same moment, the second finds less, or nothing, to do).
         self._flush_scheduled = False
         pending = self._pending
-        batch = [pending.popleft() for _ in range(min(len(pending), limit))]
+        batch = [pending.popleft() for _ in range(min(len(pending), _MAX_BATCH))]
         if pending and not self._flush_scheduled:
             self._flush_scheduled = True
             self._portal.to_caller_soon(self._flush)
@@ -240,9 +240,13 @@ class BleakLink:
 
     def _lost(self, generation: int) -> None:
         # On the caller's loop. What arrived before the link went down is handed
-        # over before the loss is: none of it waits behind the news.
+        # over before the loss is, none of it behind the news; a slice per
+        # callback, as _flush does, and the loss once nothing is left.
         if self._pending:
-            self._flush(limit=_MAX_PENDING)
+            self._flush()
+            if self._pending:
+                self._portal.to_caller_soon(self._lost, generation)
+                return
         self._sink.link_lost(generation)
 
     def _unavailable(self, what: str, exc: BaseException) -> Exception:

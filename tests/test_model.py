@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import string
 
 import attrs
@@ -186,6 +187,21 @@ def test_alerts_from_mask_rejects_more_than_8_bits(mask: int) -> None:
         Alerts.from_mask(mask)
 
 
+def test_alerts_from_mask_takes_integers_of_other_types() -> None:
+    # What operator.index takes (an IntFlag, a NumPy integer) is a mask; a bool is not.
+    class Bits(enum.IntFlag):
+        PARKING_BRAKE = 1
+        STOP = 4
+
+    assert Alerts.from_mask(Bits.PARKING_BRAKE | Bits.STOP) == Alerts.from_mask(5)
+
+    class Index:
+        def __index__(self) -> int:
+            return 3
+
+    assert Alerts.from_mask(Index()) == Alerts.from_mask(3)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("mask", [1.0, True, False, "1", None])
 def test_alerts_from_mask_takes_only_an_int(mask: object) -> None:
     # 1.0 == 1 and True == 1 in Python, but neither is a bit mask.
@@ -208,9 +224,9 @@ def test_alerts_are_immutable() -> None:
     [
         (float("nan"), "%", ValueError, "a measure's value must be a finite number, not nan"),
         (float("-inf"), "km", ValueError, "a measure's value must be a finite number, not -inf"),
-        (True, "%", TypeError, "a measure's value must be a number, not True"),
-        ("42", "%", TypeError, "a measure's value must be a number, not '42'"),
-        (None, "%", TypeError, "a measure's value must be a number, not None"),
+        (True, "%", TypeError, "a measure's value must be an int or a float, not True (bool)"),
+        ("42", "%", TypeError, "a measure's value must be an int or a float, not '42' (str)"),
+        (None, "%", TypeError, "a measure's value must be an int or a float, not None (NoneType)"),
         (2**53, "km", ValueError, "an integer within +-(2**53 - 1), not 9007199254740992"),
         (-(10**5000), "km", ValueError, "not an integer of at least 5000 digits"),
         (42, 1, TypeError, "a measure's unit must be a string such as 'km', not 1"),
