@@ -372,9 +372,14 @@ def _decode_checked(data: bytes) -> Frame:
     computed = crc_hqx(data[1 : expected - 2], 0xFFFF)
     if crc != computed:
         raise _bad_crc(crc, computed)
+    return _decode_body(data, ftype, seq)
+
+
+def _decode_body(data: bytes, ftype: int, seq: int) -> Frame:
+    """Decode one whole frame whose envelope and CRC have been checked."""
     if ftype == FrameType.INFO:
         return _decode_info(seq, data)
-    payload = data[_HEADER_SIZE : expected - 2]
+    payload = data[_HEADER_SIZE:-2]
     if ftype == FrameType.EVENT:
         if not payload:
             raise TruncatedFrame("EVENT frame has an empty payload; it needs a 1-byte code")
@@ -758,7 +763,8 @@ class FrameDecoder:
                 pos = found
                 continue
             try:
-                frame = _decode_checked(buf[pos:frame_end])
+                # The envelope and CRC are checked above: only the body is left.
+                frame = _decode_body(buf[pos:frame_end], buf[pos + 2], buf[pos + 3])
             except FrameError as exc:
                 # Framed correctly (the CRC matched) but not acceptable: skip it
                 # whole. Its sequence number still counts.
