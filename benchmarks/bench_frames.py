@@ -8,7 +8,20 @@ Every candidate decodes the same list of distinct INFO frames. The candidates ru
 interleaved (one pass each, in turn, repeated) and each keeps its fastest pass:
 on a shared, noisy machine the minimum is the best estimate of the real cost, and
 interleaving exposes all candidates to the same conditions. Ratios, not absolute
-times, are the result; the targets are checked and printed as PASS or FAIL.
+times, are the result; the targets are checked and printed as PASS or FAIL, and a
+full run exits with status 1 if any target is missed.
+
+The targets:
+
+* ``decode_frame`` at least 15x faster than a compiled ``construct`` parser and
+  10x faster than a naive decoder, and at most 2.3x the floor (``struct`` unpack
+  plus ``binascii.crc_hqx``, a plain tuple). The floor target was 2x; it was set
+  to 2.3x when it was decided that the decoder stays pure Python, with no
+  compiled variant (a typed record alone costs 0.3x to 0.45x of the floor);
+* ``FrameDecoder.feed`` at least 0.5x the frames per second of ``decode_frame`` on
+  the same frames already split, with the stream cut into chunks of 1..40 bytes,
+  and at least 0.7x with it cut into full 244-byte notifications (the ATT payload
+  of the MTU of 247 a real link negotiates).
 """
 
 from __future__ import annotations
@@ -283,6 +296,18 @@ def plain_tuple_decode(data: bytes) -> tuple[object, ...]:
 
 SEGMENT = 2_000  # frames (or chunks) timed as one piece: a few milliseconds
 SLOW_SEGMENT = 50  # the same for the slow baselines
+NOTIFICATION = 244  # bytes in a full notification: the ATT payload of MTU 247
+# 244-byte notifications timed as one piece: about SEGMENT frames' worth, so that
+# feed's segments are as long as those of decode_frame it is compared with.
+NOTIFICATION_SEGMENT = SEGMENT * 23 // NOTIFICATION
+
+# The targets, as the module docstring gives them (the floor's was 2x until it was
+# decided that the decoder stays pure Python).
+CONSTRUCT_TARGET = 15.0  # construct compiled takes at least this many times decode_frame
+NAIVE_TARGET = 10.0  # the naive decoder takes at least this many times decode_frame
+FLOOR_TARGET = 2.3  # decode_frame takes at most this many times the floor
+FEED_TARGET = 0.5  # feed, 1..40-byte chunks: at least this fraction of decode's frames/s
+NOTIFICATION_FEED_TARGET = 0.7  # the same with 244-byte notifications
 
 
 def _segments(items: list[bytes], size: int = SEGMENT) -> list[list[bytes]]:
@@ -303,12 +328,15 @@ def _time_decode(
     return times
 
 
-def _time_feed(chunks: list[bytes], expected: int) -> list[int]:
-    """One pass of a new FrameDecoder over ``chunks``: the time of each segment."""
+def _time_feed(chunks: list[bytes], expected: int, size: int = SEGMENT) -> list[int]:
+    """One pass of a new FrameDecoder over ``chunks``: the time of each segment.
+
+    ``size`` chunks make a segment. The decoder must find ``expected`` frames.
+    """
     decoder = FrameDecoder()
     feed = decoder.feed
     times = []
-    for segment in _segments(chunks):
+    for segment in _segments(chunks, size):
         start = time.perf_counter_ns()
         for chunk in segment:
             feed(chunk)
@@ -335,6 +363,11 @@ def interleaved(
             times = one_pass()
             best[name] = [min(a, b) for a, b in zip(best.get(name, times), times, strict=True)]
     return {name: sum(best[name]) / frames for name, (_, frames) in candidates.items()}
+
+
+def notifications(stream: bytes, size: int = NOTIFICATION) -> list[bytes]:
+    """``stream`` cut into full notifications of ``size`` bytes (the last one shorter)."""
+    return [stream[i : i + size] for i in range(0, len(stream), size)]
 
 
 def cut(stream: bytes, rng: random.Random, smallest: int, largest: int) -> list[bytes]:
@@ -418,7 +451,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     decode_set = frames[:n_decode]
     slow_set = frames[:n_slow]
     stream_frames = frames[:n_stream]
-    chunks = cut(b"".join(stream_frames), random.Random(7), 1, 40)
+    stream_bytes = b"".join(stream_frames)
+    chunks = cut(stream_bytes, random.Random(7), 1, 40)
+    full_chunks = notifications(stream_bytes)
     _check_baselines(frames)
     construct_compiled = CONSTRUCT_INFO_FRAME.compile().parse
     construct_interpreted = CONSTRUCT_INFO_FRAME.parse
@@ -430,12 +465,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(
         f"{n_decode:,} distinct INFO frames (slow baselines: the first {n_slow:,}); "
-        f"stream: {n_stream:,} frames in {len(chunks):,} chunks of 1..40 bytes"
+        f"stream: {n_stream:,} frames in {len(chunks):,} chunks of 1..40 bytes, "
+        f"and in {len(full_chunks):,} notifications of {NOTIFICATION} bytes"
     )
     print(
         f"interleaved passes: {repeats} (slow baselines {slow_repeats}, stream "
         f"{stream_repeats}), each timed in segments of {SEGMENT:,} frames or chunks "
-        f"({SLOW_SEGMENT} for the slow baselines), fastest of each segment kept"
+        f"({SLOW_SEGMENT} for the slow baselines, {NOTIFICATION_SEGMENT} for the "
+        f"{NOTIFICATION}-byte notifications), fastest of each segment kept"
     )
     print()
 
@@ -462,10 +499,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         slow_repeats,
     )
+    # Both ways of cutting the stream are compared with decode_frame on the same
+    # frames, split, in the same interleaved passes.
     stream = interleaved(
         {
             "split": (lambda: _time_decode(decode_frame, stream_frames), n_stream),
             "feed": (lambda: _time_feed(chunks, n_stream), n_stream),
+            "feed_244": (
+                lambda: _time_feed(full_chunks, n_stream, NOTIFICATION_SEGMENT),
+                n_stream,
+            ),
         },
         stream_repeats,
     )
@@ -486,20 +529,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     vs_floor = ours / floor
     plain_vs_floor = fast["plain_tuple"] / floor
     feed_vs_split = stream["split"] / stream["feed"]  # a ratio of frames per second
+    feed_244_vs_split = stream["split"] / stream["feed_244"]  # the same
     rows: list[tuple[str, float, str, str, bool | None]] = [
         ("decode_frame (INFO, 23 bytes)", ours, "", "", None),
-        ("(a) construct, compiled", slow["construct"], f"{vs_construct:.1f}x slower", ">= 15x",
-         vs_construct >= 15),
+        ("(a) construct, compiled", slow["construct"], f"{vs_construct:.1f}x slower",
+         f">= {CONSTRUCT_TARGET:g}x", vs_construct >= CONSTRUCT_TARGET),
         ("    construct, not compiled", slow["construct_interpreted"],
          f"{vs_interpreted:.1f}x slower", "", None),
         ("(b) naive: struct per field, bitwise CRC", slow["naive"], f"{vs_naive:.1f}x slower",
-         ">= 10x", vs_naive >= 10),
+         f">= {NAIVE_TARGET:g}x", vs_naive >= NAIVE_TARGET),
         ("(c) floor: unpack + crc_hqx, a tuple", floor, f"decode_frame takes {vs_floor:.2f}x",
-         "<= 2x", vs_floor <= 2),
+         f"<= {FLOOR_TARGET:g}x", vs_floor <= FLOOR_TARGET),
         ("    decode_frame's work, plain tuple", fast["plain_tuple"],
          f"{plain_vs_floor:.2f}x the floor", "", None),
         ("FrameDecoder.feed, 1..40-byte chunks", stream["feed"],
-         f"{feed_vs_split:.2f}x the frames/s", ">= 0.5x", feed_vs_split >= 0.5),
+         f"{feed_vs_split:.2f}x the frames/s", f">= {FEED_TARGET:g}x",
+         feed_vs_split >= FEED_TARGET),
+        (f"FrameDecoder.feed, {NOTIFICATION}-byte notifications", stream["feed_244"],
+         f"{feed_244_vs_split:.2f}x the frames/s", f">= {NOTIFICATION_FEED_TARGET:g}x",
+         feed_244_vs_split >= NOTIFICATION_FEED_TARGET),
         ("    decode_frame, same frames split", stream["split"], "", "", None),
     ]  # fmt: skip
 
@@ -510,9 +558,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{name:<41} {ns:>9,.0f}  {ratio:<26} {target:<7} {result}".rstrip())
     print()
     print(
-        f"feed: {1e9 / stream['feed']:,.0f} frames/s; "
-        f"decode_frame on the split frames: {1e9 / stream['split']:,.0f} frames/s"
+        f"feed: {1e9 / stream['feed']:,.0f} frames/s with 1..40-byte chunks, "
+        f"{1e9 / stream['feed_244']:,.0f} frames/s with {NOTIFICATION}-byte notifications"
     )
+    print(f"decode_frame on the same frames split: {1e9 / stream['split']:,.0f} frames/s")
     print()
     print(f"FrameDecoder.feed on {n_hostile:,} full notifications (244 bytes) of each kind:")
     print(f"{'notifications':<41} {'us each':>9}  {'MB/s':>6}  cost per byte")
