@@ -30,6 +30,7 @@ __all__ = [
     "Event",
     "EventKind",
     "Gear",
+    "LiveData",
     "Measure",
     "ParkBrake",
     "SystemState",
@@ -388,19 +389,47 @@ def _to_utc_seconds(value: _dt.datetime) -> _dt.datetime:
 
 
 @attrs.frozen
+class LiveData:
+    """What a reading can carry beyond the SDK's shape; ``None`` where its source has nothing.
+
+    The car's CAN bus gives these (see ``docs/can.md``); the O2X wire format gives
+    none of them, so its readings have no ``live`` at all.
+
+    >>> LiveData(speed=32, pack_voltage=50.2, pack_current=-41.5).pack_current
+    -41.5
+    """
+
+    #: Road speed, km/h.
+    speed: int | float | None = None
+    #: Traction battery voltage, V.
+    pack_voltage: float | None = None
+    #: Traction battery current, A: positive while charging, negative while driving.
+    pack_current: float | None = None
+    #: ``pack_voltage * pack_current``, kW (positive while charging).
+    pack_power: float | None = None
+    #: Traction battery temperatures, °C, one per sensor reported.
+    pack_temperatures: tuple[int | float, ...] | None = None
+    #: Whether the car is ready to drive.
+    ready: bool | None = None
+
+
+@attrs.frozen
 class VehicleInfo:
     """One reading of the vehicle: the SDK's ``pims.vehicle.informations`` result.
 
     ``received_at`` is kept in UTC at whole seconds, the SDK's resolution, so that
-    a round trip through :func:`o2x.sdk.to_sdk` loses nothing.
+    a round trip through :func:`o2x.sdk.to_sdk` loses nothing. The alerts are
+    ``None`` where the source does not report them (the car's CAN bus does not);
+    ``live`` holds what the SDK's shape has no field for (``None`` for the O2X link).
     """
 
     vin: str = attrs.field(converter=normalize_vin)
     received_at: _dt.datetime = attrs.field(converter=_to_utc_seconds)
     status: VehicleStatus
-    current_alert: Alerts
-    previous_alert: Alerts
+    current_alert: Alerts | None
+    previous_alert: Alerts | None
     data: VehicleData
+    live: LiveData | None = None
 
     @classmethod
     def from_frame(cls, frame: InfoFrame, *, vin: str, received_at: _dt.datetime) -> VehicleInfo:
@@ -458,6 +487,7 @@ class VehicleInfo:
         _set_current_alert(info, frame.current_alert)
         _set_previous_alert(info, frame.previous_alert)
         _set_data(info, data)
+        _set_live(info, None)
         return info
 
 
@@ -475,6 +505,7 @@ _DIRECT_INIT: Final = (
         ("current_alert", None, None),
         ("previous_alert", None, None),
         ("data", None, None),
+        ("live", None, None),
     ]
     and not hasattr(VehicleData, "__attrs_post_init__")
     and not hasattr(VehicleInfo, "__attrs_post_init__")
@@ -497,6 +528,7 @@ _new_object = object.__new__
     _set_current_alert,
     _set_previous_alert,
     _set_data,
+    _set_live,
 ) = (VehicleInfo.__dict__[f.name].__set__ for f in attrs.fields(VehicleInfo))
 
 

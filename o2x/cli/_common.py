@@ -394,9 +394,11 @@ def reading_text(info: VehicleInfo) -> Text:
     )
     if data.charge_delay is not None and data.charge_delay.value:
         text.append(f"  charging in {_measure(data.charge_delay)}")
-    alerts = info.current_alert.active()
+    alerts = None if info.current_alert is None else info.current_alert.active()
     text.append("  alerts: ")
-    if alerts:
+    if alerts is None:
+        text.append("not reported")
+    elif alerts:
         text.append(", ".join(alerts), "red")
     else:
         text.append("none")

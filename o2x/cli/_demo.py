@@ -431,8 +431,11 @@ class Demo:
         grid.add_row("Autonomy", _fmt(data.remaining_autonomy, "km"))
         grid.add_row("Odometer", _fmt(data.total_odometer, "km", 1))
         grid.add_row("System, battery", f"{data.system_state.value}, {data.battery_state.value}")
-        alerts = info.current_alert.active()
-        grid.add_row("Alerts", Text(", ".join(alerts), style="red") if alerts else Text("none"))
+        if info.current_alert is None:
+            grid.add_row("Alerts", Text("not reported"))
+        else:
+            alerts = info.current_alert.active()
+            grid.add_row("Alerts", Text(", ".join(alerts), style="red") if alerts else Text("none"))
         link_style = "green" if self.link.startswith("connected") else "bold red"
         grid.add_row("Link", Text(self.link, style=link_style))
         return grid

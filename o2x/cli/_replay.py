@@ -18,7 +18,7 @@ from rich.text import Text
 
 from ..capture import CaptureError, CaptureHeader, CaptureReader, LinkChange, replay
 from ..frames import EventFrame, FrameDecoder, IdentityFrame, InfoFrame
-from ..model import EventKind, VehicleInfo, VehicleStatus
+from ..model import Alerts, EventKind, VehicleInfo, VehicleStatus
 from ._common import (
     EVENT_MEANING,
     ExitCode,
@@ -105,8 +105,8 @@ class _Printer:
                     _value(data.charge_delay),
                     data.park_brake_status.value,
                     _value(data.total_odometer),
-                    "|".join(info.current_alert.active()),
-                    "|".join(info.previous_alert.active()),
+                    _alerts(info.current_alert),
+                    _alerts(info.previous_alert),
                     "",
                 )
             )
@@ -143,6 +143,11 @@ class _Printer:
             self.out.print(
                 Text(f"{t:10.3f} s  identity {frame.vin}, dongle firmware {major}.{minor}")
             )
+
+
+def _alerts(alerts: Alerts | None) -> str:
+    # Empty when the source reports no alerts (CAN), as for every unknown value.
+    return "" if alerts is None else "|".join(alerts.active())
 
 
 def _value(measure: object) -> str:
