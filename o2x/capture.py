@@ -33,10 +33,12 @@ from typing import IO, Any, Final, NamedTuple, Self
 
 import attrs
 
+from .dongle import DongleSource
 from .errors import O2XError
 from .frames import Frame, FrameDecoder
 from .machine import Action, DeliverEvent
 from .model import EventKind, _quote, normalize_vin
+from .source import Source
 from .vehicle import O2XVehicle
 
 __all__ = [
@@ -515,55 +517,64 @@ class RecordingVehicle(O2XVehicle):
 
     #: Where notifications are written; ``None`` records nothing.
     capture: CaptureWriter | None = None
-    # Links are numbered by the transport; a number below the newest one seen is
-    # a late callback of a link that has been replaced.
-    _capture_link = -1
-    # The link whose LINK_DOWN has been written: one record per link.
-    _capture_down = -1
+    _recorder: _Recorder | None = None
 
-    def notifications(self, generation: int, chunks: list[bytes]) -> None:
-        """Write the notifications, then decode and deliver them as usual."""
-        capture = self.capture
-        # No address: the vehicle has torn this link down itself and ignores it.
-        if (
-            capture is not None
-            and not capture.closed
-            and capture.error is None
-            and generation >= self._capture_link
-            and self.address is not None
-        ):
-            try:
-                if generation != self._capture_link:
-                    self._capture_link = generation
-                    capture.link_up(self.address)
-                for chunk in chunks:
-                    capture.notification(chunk)
-            except OSError as exc:
-                capture.error = exc
-        super().notifications(generation, chunks)
-
-    def link_lost(self, generation: int) -> None:
-        """Write a ``LINK_DOWN`` record, then handle the loss as usual."""
-        if generation == self._capture_link:
-            self._record_link_down()
-        super().link_lost(generation)
+    async def _open_source(self) -> Source:
+        source = await super()._open_source()
+        if self.capture is not None and isinstance(source, DongleSource):
+            self._recorder = source.recorder = _Recorder(self.capture)
+        return source
 
     def _deliver(self, action: Action) -> None:
         # The vehicle gives a silent link up itself, with no word from the radio.
-        if isinstance(action, DeliverEvent) and action.kind is EventKind.DISCONNECTED:
-            self._record_link_down()
+        if (
+            self._recorder is not None
+            and isinstance(action, DeliverEvent)
+            and action.kind is EventKind.DISCONNECTED
+        ):
+            self._recorder.link_down()
         super()._deliver(action)
 
-    def _record_link_down(self) -> None:
+
+class _Recorder:
+    """Writes a dongle's notifications to a capture, with a record per link up and down."""
+
+    def __init__(self, capture: CaptureWriter) -> None:
+        self.capture = capture
+        # Links are numbered by the transport; a number below the newest one seen is
+        # a late callback of a link that has been replaced.
+        self._link = -1
+        # The link whose LINK_DOWN has been written: one record per link.
+        self._down = -1
+
+    def notifications(self, generation: int, address: str, chunks: list[bytes]) -> None:
+        """Called by the source for the current link, before it decodes ``chunks``."""
+        capture = self.capture
+        if capture.closed or capture.error is not None or generation < self._link:
+            return
+        try:
+            if generation != self._link:
+                self._link = generation
+                capture.link_up(address)
+            for chunk in chunks:
+                capture.notification(chunk)
+        except OSError as exc:
+            capture.error = exc
+
+    def link_lost(self, generation: int) -> None:
+        """The radio reported the current link lost."""
+        if generation == self._link:
+            self.link_down()
+
+    def link_down(self) -> None:
         capture = self.capture
         if (
-            capture is not None
-            and not capture.closed
+            not capture.closed
             and capture.error is None
-            and self._capture_link >= 0
-            and self._capture_down != self._capture_link
+            and self._link >= 0
+            and self._down != self._link
         ):
-            self._capture_down = self._capture_link
+            self._down = self._link
             try:
                 capture.link_down()
             except OSError as exc:

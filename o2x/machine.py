@@ -4,11 +4,16 @@ Theory of operation
 -------------------
 :class:`VehicleMachine` knows what should happen next, never how. The driver
 (:mod:`o2x.vehicle`) feeds it *inputs* — an advertisement was seen, the link came
-up, the identity was read, a frame arrived, the link was lost, time passed, the
-user left — each with the current time from a monotonic clock, and carries out the
+up, the identity was read, a reading or an event arrived, the link was lost, time
+passed, the user left — each with the current time from a monotonic clock, and carries out the
 *actions* it returns, in order: start or stop scanning, connect, disconnect, hand a
 sample or a status change or an event to the consumers, report that the vehicle is
 ready, or fail.
+
+It never sees bytes. Whatever reaches the car — the O2X dongle's frames, the car's
+CAN bus, an OBD adapter — is a *source* that turns what it receives into readings
+(:class:`~o2x.model.VehicleInfo`, whose ``status`` the source derived) and events;
+the machine only decides what they mean for the connection and the consumers.
 
 Because time is an input, every timeout is a comparison: the driver sleeps until
 :attr:`VehicleMachine.deadline` and then calls :meth:`~VehicleMachine.tick`. Tests
@@ -16,17 +21,17 @@ drive the machine with a number as the clock and never sleep.
 
 The connection life cycle is the table :data:`TRANSITIONS` (state -> input ->
 next state); inputs not in a state's row change nothing (a late advertisement
-while streaming, a frame after close). On top of the table, three timers:
+while streaming, a reading after close). On top of the table, three timers:
 
 * **scan** (``first_time`` only): not streaming within ``timeouts.scan`` of the
   start fails with :class:`~o2x.errors.ScanTimeout` (or ``ConnectionFailed`` if
   the vehicle was seen but never connected). ``previous()`` waits forever.
-* **loose connection**: while streaming, no frame for ``timeouts.loose_connection``
+* **loose connection**: while streaming, no data for ``timeouts.loose_connection``
   counts as a lost link.
 * **change status**: a derived status must hold for ``timeouts.change_status``
   before it is reported; a status that flickers back sooner is not a transition.
   Whatever input shows that a waiting status has held long enough (a tick, the
-  next frame, the lost link) reports it, so a late tick loses nothing.
+  next reading, the lost link) reports it, so a late tick loses nothing.
 
 A link that fails while being set up makes its address back off (exponentially,
 up to ``RETRY_CAP``); when the back-off is over the machine connects to that
@@ -48,8 +53,7 @@ from typing import Final
 import attrs
 
 from .errors import ConnectionFailed, IdentityMismatch, O2XError, ScanTimeout
-from .frames import EventFrame, Frame, IdentityFrame, InfoFrame
-from .model import EventKind, VehicleStatus, derive_status
+from .model import EventKind, VehicleInfo, VehicleStatus
 
 __all__ = [
     "TRANSITIONS",
@@ -113,7 +117,7 @@ class Timeouts:
 
     #: Give up a first-time scan after this long (``math.inf``: never).
     scan: float = attrs.field(default=60.0, validator=_seconds(allow_zero=False))
-    #: Consider the link lost when no frame arrives for this long.
+    #: Consider the link lost when no data arrives for this long.
     loose_connection: float = attrs.field(default=5.0, validator=_seconds(allow_zero=False))
     #: Report a new status only once it has held this long.
     change_status: float = attrs.field(default=0.0, validator=_seconds(allow_zero=True))
@@ -127,7 +131,7 @@ class State(enum.Enum):
     SCANNING = "scanning"
     #: A link is being set up: connect, read identity, subscribe.
     CONNECTING = "connecting"
-    #: Subscribed; frames flow.
+    #: Subscribed; readings flow.
     STREAMING = "streaming"
     #: The link was lost after streaming; scanning again, with no time limit.
     RECONNECTING = "reconnecting"
@@ -164,9 +168,9 @@ class ConnectFailed:
 
 @attrs.frozen
 class IdentityRead:
-    """The identity characteristic was read and decoded."""
+    """The peer's identity was read: the VIN of the vehicle it serves."""
 
-    identity: IdentityFrame
+    vin: str
 
 
 @attrs.frozen
@@ -218,12 +222,12 @@ class Connect:
 
 @attrs.frozen
 class ReadIdentity:
-    """Read the identity characteristic; report ``IdentityRead`` or ``ConnectFailed``."""
+    """Read the peer's identity; report ``IdentityRead`` or ``ConnectFailed``."""
 
 
 @attrs.frozen
 class Subscribe:
-    """Enable telemetry notifications; report ``Subscribed`` or ``ConnectFailed``."""
+    """Start the flow of readings; report ``Subscribed`` or ``ConnectFailed``."""
 
 
 @attrs.frozen
@@ -241,17 +245,17 @@ class Ready:
 
 @attrs.frozen
 class DeliverSample:
-    """Hand an INFO frame to the consumers of samples."""
+    """Hand a reading to the consumers of samples."""
 
-    frame: InfoFrame
+    info: VehicleInfo
 
 
 @attrs.frozen
 class DeliverStatus:
-    """The derived status changed (and held long enough); ``frame`` shows it."""
+    """The status changed (and held long enough); ``info`` is the reading that shows it."""
 
     status: VehicleStatus
-    frame: InfoFrame
+    info: VehicleInfo
 
 
 @attrs.frozen
@@ -325,12 +329,21 @@ class VehicleMachine:
     """
 
     def __init__(
-        self, vin: str | None, *, first_time: bool, timeouts: Timeouts | None = None
+        self,
+        vin: str | None,
+        *,
+        first_time: bool,
+        timeouts: Timeouts | None = None,
+        single_peer: bool = False,
     ) -> None:
-        #: The VIN looked for; ``None`` accepts the first O2X dongle whose identity
-        #: matches its advertisement (only used for tests and discovery).
+        #: The VIN looked for; ``None`` accepts the first peer whose identity
+        #: matches its advertisement (a CAN bus that names its own VIN; tests).
         self.vin = vin
         self.first_time = first_time
+        #: The source has one peer and no other to try (a CAN bus): a link that
+        #: cannot be set up before the vehicle first streamed fails at once, with
+        #: the error that stopped it, instead of being retried until the scan ends.
+        self.single_peer = single_peer
         self.timeouts = timeouts or Timeouts()
         self.state = State.IDLE
         #: Address of the link being set up or streaming.
@@ -341,12 +354,12 @@ class VehicleMachine:
         self.has_streamed = False
         #: Times data flowed again after a DISCONNECTED.
         self.reconnects = 0
-        # True from a DISCONNECTED until a frame arrives on a new link: a link that
+        # True from a DISCONNECTED until data arrives on a new link: a link that
         # comes back but stays silent, and is lost again, is the same outage.
         self._outage = False
         self.reported_status: VehicleStatus | None = None
         self._pending_status: VehicleStatus | None = None
-        self._pending_frame: InfoFrame | None = None
+        self._pending_info: VehicleInfo | None = None
         self._pending_since = 0.0
         self._scan_deadline = math.inf
         self._loose_deadline = math.inf
@@ -397,23 +410,35 @@ class VehicleMachine:
         actions: list[Action] = handler(event, next_state, now)
         return actions
 
-    def frame_received(self, frame: Frame, now: float) -> list[Action]:
-        """A frame arrived on the telemetry stream. The hot path: kept short."""
+    def reading_received(self, info: VehicleInfo, now: float) -> list[Action]:
+        """A reading arrived from the source. The hot path: kept short."""
         if self.state is not State.STREAMING:
             return []
         self._loose_deadline = now + self.timeouts.loose_connection
         if self._outage:
             self._outage = False
             self.reconnects += 1
-        if type(frame) is InfoFrame:
-            actions: list[Action] = [DeliverSample(frame)]
-            status = derive_status(frame.system_state, frame.rnd)
-            if status is not self.reported_status or self._pending_status is not None:
-                self._status_seen(status, frame, now, actions)
-            return actions
-        if type(frame) is EventFrame and frame.kind is EventKind.CANT_CHARGE:
-            return [DeliverEvent(EventKind.CANT_CHARGE)]
-        return []  # unknown event codes and stray identity frames mean nothing here
+        actions: list[Action] = [DeliverSample(info)]
+        status = info.status
+        if status is not self.reported_status or self._pending_status is not None:
+            self._status_seen(status, info, now, actions)
+        return actions
+
+    def event_received(self, kind: EventKind, now: float) -> list[Action]:
+        """The vehicle reported an event (``cantCharge``)."""
+        self.data_received(now)
+        if self.state is not State.STREAMING or kind is EventKind.DISCONNECTED:
+            return []  # DISCONNECTED is the machine's own to emit
+        return [DeliverEvent(kind)]
+
+    def data_received(self, now: float) -> list[Action]:
+        """Data arrived that is neither a reading nor an event: the link is alive."""
+        if self.state is State.STREAMING:
+            self._loose_deadline = now + self.timeouts.loose_connection
+            if self._outage:
+                self._outage = False
+                self.reconnects += 1
+        return []
 
     def tick(self, now: float) -> list[Action]:
         """Time has passed: fire whichever timers are due."""
@@ -470,15 +495,16 @@ class VehicleMachine:
         return [ReadIdentity()]
 
     def _on_IdentityRead(self, event: IdentityRead, next_state: State, now: float) -> list[Action]:
+        # An advertisement may not name the VIN ("": a CAN bus before its VIN
+        # frames); then only the VIN looked for, if any, is checked.
         wanted = self.vin if self.vin is not None else self._advertised_vin
-        if event.identity.vin != wanted:
+        if wanted and event.vin != wanted:
             self._last_error = IdentityMismatch(
-                f"the dongle at {self.address} advertised {wanted} "
-                f"but its identity is {event.identity.vin}"
+                f"the dongle at {self.address} advertised {wanted} but its identity is {event.vin}"
             )
-            return self._link_down(now, self._scanning_state())
+            return self._setup_failed(now)
         if self.vin is None:
-            self.vin = event.identity.vin
+            self.vin = event.vin
         return [Subscribe()]
 
     def _on_Subscribed(self, event: Subscribed, next_state: State, now: float) -> list[Action]:
@@ -500,7 +526,7 @@ class VehicleMachine:
         self, event: ConnectFailed, next_state: State, now: float
     ) -> list[Action]:
         self._last_error = event.error
-        return self._link_down(now, self._scanning_state())
+        return self._setup_failed(now)
 
     def _on_LinkLost(self, event: LinkLost, next_state: State, now: float) -> list[Action]:
         if self.state is State.CONNECTING:
@@ -522,6 +548,16 @@ class VehicleMachine:
     def _scanning_state(self) -> State:
         return State.RECONNECTING if self.has_streamed else State.SCANNING
 
+    def _setup_failed(self, now: float) -> list[Action]:
+        """Setting up a link failed (``_last_error`` says why): retry, or give up."""
+        error = self._last_error
+        if self.single_peer and not self.has_streamed and isinstance(error, O2XError):
+            actions: list[Action] = [Disconnect()]
+            self._enter_closed()
+            actions.append(Fail(error))
+            return actions
+        return self._link_down(now, self._scanning_state())
+
     def _link_down(self, now: float, next_state: State) -> list[Action]:
         """Tear the link down and scan again; emit DISCONNECTED if it was streaming."""
         actions: list[Action] = []
@@ -531,7 +567,7 @@ class VehicleMachine:
             ):
                 self._report_pending(actions)  # it held until the link went
             # A status still waiting to hold cannot be confirmed across a gap.
-            self._pending_status = self._pending_frame = None
+            self._pending_status = self._pending_info = None
             actions.append(Disconnect())
             if not self._outage:  # once per outage, however many links it takes
                 self._outage = True
@@ -580,10 +616,10 @@ class VehicleMachine:
         self._deferred.clear()
         self.address = self._advertised_vin = None
         self._scan_deadline = self._loose_deadline = self._connect_deadline = math.inf
-        self._pending_status = self._pending_frame = None
+        self._pending_status = self._pending_info = None
 
     def _status_seen(
-        self, status: VehicleStatus, frame: InfoFrame, now: float, actions: list[Action]
+        self, status: VehicleStatus, info: VehicleInfo, now: float, actions: list[Action]
     ) -> None:
         pending = self._pending_status
         if (
@@ -591,27 +627,27 @@ class VehicleMachine:
             and status is not pending
             and now >= self._pending_since + self.timeouts.change_status
         ):
-            # The waiting status held until this frame replaced it: a transition,
+            # The waiting status held until this reading replaced it: a transition,
             # even though no tick came in time to report it.
             self._report_pending(actions)
         if status is self.reported_status:
-            self._pending_status = self._pending_frame = None  # a flicker, not a change
+            self._pending_status = self._pending_info = None  # a flicker, not a change
             return
         if self.reported_status is None or self.timeouts.change_status == 0:
             self.reported_status = status
-            self._pending_status = self._pending_frame = None
-            actions.append(DeliverStatus(status, frame))
+            self._pending_status = self._pending_info = None
+            actions.append(DeliverStatus(status, info))
             return
         if status is not self._pending_status:
             self._pending_status = status
             self._pending_since = now
-        self._pending_frame = frame
+        self._pending_info = info
         if now >= self._pending_since + self.timeouts.change_status:
             self._report_pending(actions)
 
     def _report_pending(self, actions: list[Action]) -> None:
         assert self._pending_status is not None
-        assert self._pending_frame is not None
+        assert self._pending_info is not None
         self.reported_status = self._pending_status
-        actions.append(DeliverStatus(self._pending_status, self._pending_frame))
-        self._pending_status = self._pending_frame = None
+        actions.append(DeliverStatus(self._pending_status, self._pending_info))
+        self._pending_status = self._pending_info = None

@@ -1,9 +1,10 @@
 """``O2XVehicle``: subscribe to a Citroën AMI or Opel Rocks-e and stream what it reports.
 
-This is the driver: it runs the sans-I/O :class:`~o2x.machine.VehicleMachine` on
-top of the bleak transport, with anyio, so the same code serves asyncio and trio.
-One task carries out the machine's actions; telemetry is decoded and delivered
-synchronously as notifications arrive, so the hot path never waits on a queue.
+This is the driver: it runs the sans-I/O :class:`~o2x.machine.VehicleMachine` over
+a :class:`~o2x.source.Source` — the O2X dongle over bleak, or the car's CAN bus over
+python-can — with anyio, so the same code serves asyncio and trio. One task carries
+out the machine's actions; readings are delivered synchronously as the source
+reports them, so the hot path never waits on a queue.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ import itertools
 import math
 import os
 import threading
-import time
 import weakref
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Generic, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 
 import anyio
 import attrs
@@ -31,13 +31,9 @@ from . import _state
 from ._aio import AsyncioPortal, open_portal
 from .errors import (
     AlreadySubscribed,
-    ConnectionFailed,
-    FrameError,
     NoPreviousVehicle,
     O2XError,
-    StateFileError,
 )
-from .frames import Frame, FrameDecoder, IdentityFrame, decode_frame
 from .machine import (
     Action,
     AdvertisementSeen,
@@ -64,10 +60,13 @@ from .machine import (
     VehicleMachine,
 )
 from .model import Event, EventKind, VehicleInfo, normalize_vin
-from .transport import DISCONNECT_TIMEOUT, BleakLink
+from .source import Received, Source
+
+if TYPE_CHECKING:
+    import can
 
 _DELIVERIES = (DeliverSample, DeliverStatus, DeliverEvent)
-#: Frames kept while the subscription's confirmation is being handled, at most.
+#: Readings kept while the subscription's confirmation is being handled, at most.
 _MAX_EARLY = 64
 
 __all__ = ["O2XVehicle", "Radio", "VehicleStats", "current_vin"]
@@ -116,7 +115,13 @@ class Radio(Protocol):
 
 @attrs.frozen
 class VehicleStats:
-    """Counters of an :class:`O2XVehicle` since it was entered."""
+    """Counters of an :class:`O2XVehicle` since it was entered.
+
+    The frame counters are the source's: the O2X decoder's for a dongle; for a CAN
+    bus, ``frames`` counts the frames of the messages o2x reads and
+    ``invalid_frames`` those refused (wrong length, extended ID, a value out of
+    range), the others being 0.
+    """
 
     frames: int
     crc_errors: int
@@ -130,6 +135,9 @@ class VehicleStats:
     disconnections: int
     #: Times data flowed again after a disconnection.
     reconnects: int
+    #: Whether the peer proved the vehicle's VIN (a CAN bus that broadcasts no VIN
+    #: cannot: the ``vin=`` given is then taken on trust).
+    identity_verified: bool = True
 
 
 class _Closed:
@@ -246,9 +254,11 @@ class O2XVehicle:
         timeouts: Timeouts | None = None,
         radio: Radio | None = None,
         state_dir: str | os.PathLike[str] | None = None,
+        can_bus: can.BusABC | None = None,
     ) -> None:
-        # Use first_time() or previous(); this signature is not part of the API.
+        # Use first_time(), previous() or over_can(); this signature is not part of the API.
         self._vin = vin
+        self._can_bus = can_bus
         self._first_time = first_time
         self.timeouts = timeouts if timeouts is not None else Timeouts()
         if not isinstance(self.timeouts, Timeouts):
@@ -260,13 +270,10 @@ class O2XVehicle:
         self._claimed = False
         self._portal_cm: Any = None
         self._task_group: TaskGroup | None = None
-        self._link: BleakLink | None = None
-        self._portal: AsyncioPortal | None = None
+        self._source: Source | None = None
         self._machine: VehicleMachine | None = None
-        self._decoder = FrameDecoder()
-        self._generation: int | None = None
-        # Frames that raced the subscription's confirmation; the newest are kept.
-        self._early: deque[Frame] = deque(maxlen=_MAX_EARLY)
+        # Readings that raced the subscription's confirmation; the newest are kept.
+        self._early: deque[Received] = deque(maxlen=_MAX_EARLY)
         self._inputs_send: MemoryObjectSendStream[Input | None] | None = None
         self._inputs_receive: MemoryObjectReceiveStream[Input | None] | None = None
         self._waiting_until = -math.inf
@@ -282,10 +289,7 @@ class O2XVehicle:
         self._status_info: VehicleInfo | None = None
         self._first_info = anyio.Event()
         self._samples_dropped = 0
-        self._latest_frame: Frame | None = None
         self._disconnections = 0
-        self._second = -1
-        self._second_dt = dt.datetime.now(dt.UTC)
 
     # --- construction -----------------------------------------------------------------
 
@@ -330,6 +334,45 @@ class O2XVehicle:
         """
         return cls(None, first_time=False, timeouts=timeouts, radio=radio, state_dir=state_dir)
 
+    @classmethod
+    def over_can(
+        cls,
+        bus: can.BusABC,
+        *,
+        vin: str | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> Self:
+        """Read the vehicle from its own CAN bus, through a python-can ``bus`` you opened.
+
+        Any python-can interface will do (socketcan, slcan, gs_usb, pcan, virtual...)
+        at 500 kbit/s on the OBD-II port's pins 6 and 14; the bus stays yours and is
+        not shut down on leaving. The VIN comes from the bus when it broadcasts one
+        (frames 0x710..0x712, waited for up to ``timeouts.loose_connection``) and must
+        then equal ``vin`` (:class:`~o2x.errors.IdentityMismatch` otherwise); a bus
+        that broadcasts none needs ``vin``, which is then taken on trust
+        (``stats.identity_verified`` is False), or entering fails with
+        :class:`~o2x.errors.ConnectionFailed`. No frame for
+        ``timeouts.loose_connection`` (the car went to sleep, the adapter was
+        unplugged) is one ``disconnected`` event; readings resume when the bus
+        wakes. The car is not remembered for :meth:`previous`, which finds a
+        Bluetooth dongle. See ``docs/can.md``::
+
+            import can
+            with can.Bus(interface="socketcan", channel="can0", bitrate=500_000) as bus:
+                async with O2XVehicle.over_can(bus) as car:
+                    print(await car.get())
+        """
+        import can  # here: python-can takes a while to import, and most users never need it
+
+        if not isinstance(bus, can.BusABC):
+            raise TypeError(f"bus must be a python-can BusABC, not {type(bus).__name__}")
+        return cls(
+            None if vin is None else normalize_vin(vin),
+            first_time=True,
+            timeouts=timeouts,
+            can_bus=bus,
+        )
+
     # --- the public view --------------------------------------------------------------
 
     @property
@@ -339,7 +382,7 @@ class O2XVehicle:
 
     @property
     def address(self) -> str | None:
-        """The BLE address of the dongle while connected."""
+        """The dongle's BLE address (``can:`` and the channel for a bus), while connected."""
         return self._address
 
     @property
@@ -367,16 +410,17 @@ class O2XVehicle:
     @property
     def stats(self) -> VehicleStats:
         """A snapshot of the counters."""
-        d = self._decoder.stats
+        counters = self._source.counters() if self._source is not None else None
         return VehicleStats(
-            frames=d.frames,
-            crc_errors=d.crc_errors,
-            invalid_frames=d.invalid_frames,
-            bytes_discarded=d.bytes_discarded,
-            seq_gaps=d.seq_gaps,
+            frames=counters.frames if counters else 0,
+            crc_errors=counters.crc_errors if counters else 0,
+            invalid_frames=counters.invalid_frames if counters else 0,
+            bytes_discarded=counters.bytes_discarded if counters else 0,
+            seq_gaps=counters.seq_gaps if counters else 0,
             samples_dropped=self._samples_dropped,
             disconnections=self._disconnections,
             reconnects=self._machine.reconnects if self._machine is not None else 0,
+            identity_verified=counters.identity_verified if counters else True,
         )
 
     def samples(self, *, buffer: int = 256) -> Stream[VehicleInfo]:
@@ -438,37 +482,24 @@ class O2XVehicle:
                     "connect once with O2XVehicle.first_time(vin)"
                 )
             self._vin = remembered.vin
-        assert self._vin is not None
         self._clock = _loop_clock()
-        self._claim(self._vin)
+        if self._vin is not None:  # else (a CAN bus naming its VIN) once it is known
+            self._claim(self._vin)
         self._entered = True
         self._inputs_send, self._inputs_receive = anyio.create_memory_object_stream[Input | None](
             max_buffer_size=math.inf
         )
         try:
-            if self._radio is not None:
-                portal = self._radio.portal
-                scanner_kwargs, client_kwargs = (
-                    self._radio.scanner_kwargs(),
-                    self._radio.client_kwargs(),
-                )
-            else:
-                self._portal_cm = open_portal()
-                portal = await self._portal_cm.__aenter__()
-                scanner_kwargs, client_kwargs = {}, {}
-            self._portal = portal
-            self._link = BleakLink(
-                portal,
-                self,
-                scanner_kwargs=scanner_kwargs,
-                client_kwargs=client_kwargs,
-                system_bluetooth=self._radio is None,
-            )
+            source = self._source = await self._open_source()
             self._machine = VehicleMachine(
-                self._vin, first_time=self._first_time, timeouts=self.timeouts
+                self._vin,
+                first_time=self._first_time,
+                timeouts=self.timeouts,
+                single_peer=source.single_peer,
             )
             self._task_group = anyio.create_task_group()
             await self._task_group.__aenter__()
+            source.start(self._task_group)
             self._task_group.start_soon(self._drive)
             await self._ready.wait()
         except BaseException:
@@ -478,6 +509,35 @@ class O2XVehicle:
             await self._shutdown()
             raise self._failure
         return self
+
+    async def _open_source(self) -> Source:
+        if self._can_bus is not None:
+            from .can.source import CanSource
+
+            return CanSource(
+                self._can_bus, self, vin=self._vin, vin_wait=self.timeouts.loose_connection
+            )
+        from .dongle import DongleSource
+
+        assert self._vin is not None
+        if self._radio is not None:
+            portal = self._radio.portal
+            scanner_kwargs, client_kwargs = (
+                self._radio.scanner_kwargs(),
+                self._radio.client_kwargs(),
+            )
+        else:
+            self._portal_cm = open_portal()
+            portal = await self._portal_cm.__aenter__()
+            scanner_kwargs, client_kwargs = {}, {}
+        return DongleSource(
+            portal,
+            self,
+            vin=self._vin,
+            scanner_kwargs=scanner_kwargs,
+            client_kwargs=client_kwargs,
+            system_bluetooth=self._radio is None,
+        )
 
     async def __aexit__(
         self,
@@ -509,11 +569,8 @@ class O2XVehicle:
                 try:
                     if self._machine is not None:
                         self._machine.handle(Close(), anyio.current_time())
-                    if self._link is not None and self._portal is not None:
-                        self._generation = None
-                        link, portal = self._link, self._portal
-                        with anyio.move_on_after(DISCONNECT_TIMEOUT + 0.5):
-                            await portal.run(link.close)
+                    if self._source is not None:
+                        await self._source.close()
                     if self._portal_cm is not None:
                         portal_cm, self._portal_cm = self._portal_cm, None
                         await portal_cm.__aexit__(None, None, None)
@@ -574,11 +631,9 @@ class O2XVehicle:
 
     async def _execute(self, actions: list[Action]) -> None:
         machine = self._machine
-        link = self._link
+        source = self._source
         assert machine is not None
-        assert link is not None
-        portal = self._portal
-        assert portal is not None
+        assert source is not None
         queue = deque(actions)
         while queue:
             action = queue.popleft()
@@ -588,56 +643,49 @@ class O2XVehicle:
                 continue
             if queue and not isinstance(action, Fail):
                 # The actions below await. A reading or event the machine has
-                # already produced must not wait behind them: frames arriving
+                # already produced must not wait behind them: readings arriving
                 # meanwhile are delivered as they come and would overtake it.
                 queue = self._deliver_ahead(queue)
-            if isinstance(action, StartScan):
-                try:
-                    await portal.run(link.start_scan)
-                except O2XError as exc:
-                    self._fail(exc)
-                    return
-            elif isinstance(action, StopScan):
-                await portal.run(link.stop_scan)
-            elif isinstance(action, Connect):
-                try:
-                    self._generation = await portal.run(link.connect, action.address)
-                except O2XError as exc:
-                    result = ConnectFailed(exc)
-                else:
-                    self._decoder.reset()
+            try:
+                if isinstance(action, StartScan):
+                    try:
+                        await source.start_scan()
+                    except O2XError as exc:
+                        self._fail(exc)
+                        return
+                elif isinstance(action, StopScan):
+                    await source.stop_scan()
+                elif isinstance(action, Connect):
                     self._early.clear()
+                    await source.connect(action.address)
                     self._address = action.address
                     result = Connected()
-            elif isinstance(action, ReadIdentity):
-                result = await self._read_identity(link, portal)
-            elif isinstance(action, Subscribe):
-                try:
-                    await portal.run(link.subscribe)
-                except O2XError as exc:
-                    result = ConnectFailed(exc)
-                else:
+                elif isinstance(action, ReadIdentity):
+                    result = IdentityRead(await source.read_identity())
+                elif isinstance(action, Subscribe):
+                    await source.subscribe()
                     result = Subscribed()
-            elif isinstance(action, Disconnect):
-                self._generation = None
-                self._address = None
-                await portal.run(link.disconnect)
-            elif isinstance(action, Ready):
-                try:
-                    await self._remember(action)
-                except StateFileError as exc:
-                    self._fail(exc)
+                elif isinstance(action, Disconnect):
+                    self._address = None
+                    await source.disconnect()
+                elif isinstance(action, Ready):
+                    try:
+                        await self._remember(action)
+                    except O2XError as exc:  # StateFileError, AlreadySubscribed
+                        self._fail(exc)
+                        return
+                elif isinstance(action, Fail):
+                    self._fail(action.error)
                     return
-            elif isinstance(action, Fail):
-                self._fail(action.error)
-                return
+            except O2XError as exc:  # a step of the link's set-up failed
+                result = ConnectFailed(exc)
             if result is not None:
                 now = anyio.current_time()
                 queue.extend(machine.handle(result, now))
                 if isinstance(result, Subscribed):
                     early, self._early = self._early, deque(maxlen=_MAX_EARLY)
-                    for frame in early:
-                        queue.extend(machine.frame_received(frame, now))
+                    for item in early:
+                        queue.extend(self._machine_input(item, now))
 
     def _deliver_ahead(self, queue: deque[Action]) -> deque[Action]:
         """Deliver the deliveries in ``queue`` (up to a ``Fail``); return the rest, in order."""
@@ -652,20 +700,13 @@ class O2XVehicle:
                 rest.append(action)
         return rest
 
-    async def _read_identity(self, link: BleakLink, portal: AsyncioPortal) -> Input:
-        try:
-            raw = await portal.run(link.read_identity)
-            frame = decode_frame(raw)
-        except (O2XError, FrameError) as exc:
-            return ConnectFailed(exc)
-        if not isinstance(frame, IdentityFrame):
-            return ConnectFailed(ConnectionFailed("the identity characteristic holds no identity"))
-        return IdentityRead(frame)
-
     async def _remember(self, ready: Ready) -> None:
         self._vin = ready.vin
-        remembered = _state.RememberedVehicle(ready.vin, ready.address)
-        await anyio.to_thread.run_sync(_state.save, self._state_path, remembered)
+        if not self._claimed:  # a CAN bus that named its VIN only now
+            self._claim(ready.vin)
+        if self._can_bus is None:  # previous() finds Bluetooth dongles, not a bus
+            remembered = _state.RememberedVehicle(ready.vin, ready.address)
+            await anyio.to_thread.run_sync(_state.save, self._state_path, remembered)
         self._ready.set()
 
     def _fail(self, error: O2XError) -> None:
@@ -676,41 +717,48 @@ class O2XVehicle:
         self._ready.set()
         self._end_streams()
 
-    # --- what the radio reports (LinkSink), on the caller's loop -------------------------
+    # --- what the source reports (SourceSink), on the caller's loop ---------------------
 
     def advertisement(self, address: str, vin: str) -> None:
-        """An O2X dongle advertised; only interesting while looking for the vehicle."""
+        """A peer was found; only interesting while looking for the vehicle."""
         machine = self._machine
         if machine is not None and machine.state in (State.SCANNING, State.RECONNECTING):
             self._send(AdvertisementSeen(address, vin))
 
-    def link_lost(self, generation: int) -> None:
+    def link_lost(self) -> None:
         """The link went down by itself."""
-        if generation == self._generation:
-            self._send(LinkLost())
+        self._send(LinkLost())
 
-    def notifications(self, generation: int, chunks: list[bytes]) -> None:
-        """Telemetry bytes arrived: decode and deliver them now."""
-        if generation != self._generation:
-            return
+    def received(self, items: list[Received]) -> None:
+        """Readings and events arrived: deliver them now."""
         machine = self._machine
         assert machine is not None
+        if machine.state is not _STREAMING:
+            self._early.extend(items)  # the subscription is being confirmed
+            return
         clock = self._clock
         assert clock is not None  # set on entry
         now = clock()
-        feed = self._decoder.feed
-        frame_received = machine.frame_received
+        reading_received = machine.reading_received
         deliver = self._deliver
-        streaming = machine.state is _STREAMING
-        for chunk in chunks:
-            for frame in feed(chunk):
-                if not streaming:
-                    self._early.append(frame)
-                    continue
-                for action in frame_received(frame, now):
+        for item in items:
+            if type(item) is VehicleInfo:
+                for action in reading_received(item, now):
+                    deliver(action)
+            else:
+                for action in self._machine_input(item, now):
                     deliver(action)
         if machine.deadline < self._waiting_until:
             self._send(None)  # a sooner timer: wake the driver
+
+    def _machine_input(self, item: Received, now: float) -> list[Action]:
+        machine = self._machine
+        assert machine is not None
+        if isinstance(item, VehicleInfo):
+            return machine.reading_received(item, now)
+        if item is None:
+            return machine.data_received(now)
+        return machine.event_received(item, now)
 
     def _send(self, event: Input | None) -> None:
         if self._inputs_send is not None and not self._closed:
@@ -718,12 +766,10 @@ class O2XVehicle:
 
     def _deliver(self, action: Action) -> None:
         if isinstance(action, DeliverSample):
-            frame = action.frame
-            info = VehicleInfo.from_frame(frame, vin=self._vin or "", received_at=self._now())
+            info = action.info
             if self._latest_info is None:
                 self._first_info.set()
             self._latest_info = info
-            self._latest_frame = frame
             # A snapshot of the WeakSet's references (its ``data``, a set of weakrefs):
             # iterating the WeakSet itself, a generator behind an iteration guard,
             # costs more than the rest of a push.
@@ -732,28 +778,15 @@ class O2XVehicle:
                 if stream is not None:
                     stream._push(info)
         elif isinstance(action, DeliverStatus):
-            shown = self._latest_info
-            if shown is None or action.frame is not self._latest_frame:
-                shown = VehicleInfo.from_frame(
-                    action.frame, vin=self._vin or "", received_at=self._now()
-                )
-            self._status_info = shown
+            self._status_info = action.info
             for status_stream in self._statuses:
-                status_stream._push(shown)
+                status_stream._push(action.info)
         elif isinstance(action, DeliverEvent):
             if action.kind is EventKind.DISCONNECTED:
                 self._disconnections += 1
             event = Event(action.kind, dt.datetime.now(dt.UTC))
             for event_stream in self._events:
                 event_stream._push(event)
-
-    def _now(self) -> dt.datetime:
-        # Readings carry whole seconds (the SDK's resolution): one datetime per second.
-        second = int(time.time())
-        if second != self._second:
-            self._second = second
-            self._second_dt = dt.datetime.fromtimestamp(second, dt.UTC)
-        return self._second_dt
 
     def __repr__(self) -> str:
         state = self._machine.state.value if self._machine else "new"

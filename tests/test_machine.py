@@ -8,6 +8,7 @@ results, link losses, frames, time and close against a model of the link.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import math
 from collections.abc import Callable
@@ -28,12 +29,9 @@ from hypothesis.stateful import (
 from o2x import ConnectionFailed, IdentityMismatch, O2XError, ScanTimeout, derive_status
 from o2x.frames import (
     EventFrame,
-    Frame,
-    IdentityFrame,
     InfoFrame,
     decode_frame,
     encode_event,
-    encode_identity,
     encode_info,
 )
 from o2x.machine import (
@@ -66,7 +64,7 @@ from o2x.machine import (
     Timeouts,
     VehicleMachine,
 )
-from o2x.model import EventKind, Gear, SystemState, VehicleStatus
+from o2x.model import EventKind, Gear, SystemState, VehicleInfo, VehicleStatus
 
 VIN = "VR1AB12C3D4567890"
 OTHER_VIN = "VXKUHZKXZL4123456"
@@ -79,7 +77,22 @@ SETUP_FAILED = [Disconnect(), StartScan()]
 SCANNING_STATES = (State.SCANNING, State.RECONNECTING)
 
 
-# --- frames ------------------------------------------------------------------------
+# --- readings and events -------------------------------------------------------------
+# The machine sees readings and events, not bytes. These are made from wire-format
+# frames, as the O2X dongle source makes them, so that every status the wire can
+# carry is covered; ``received`` feeds one to the machine as that source does.
+
+RECEIVED_AT = dt.datetime(2026, 11, 22, 10, 15, 30, tzinfo=dt.UTC)
+Item = VehicleInfo | EventKind | str | None
+
+
+def received(m: VehicleMachine, item: Item, now: float) -> list[Action]:
+    """A reading, an event, or data that is neither (``None``, an identity VIN)."""
+    if isinstance(item, VehicleInfo):
+        return m.reading_received(item, now)
+    if isinstance(item, EventKind):
+        return m.event_received(item, now)
+    return m.data_received(now)
 
 
 def info(
@@ -88,24 +101,22 @@ def info(
     *,
     seq: int = 0,
     battery_soc: int | None = None,
-) -> InfoFrame:
+) -> VehicleInfo:
     frame = decode_frame(
         encode_info(seq=seq, system_state=system_state, rnd=rnd, battery_soc=battery_soc)
     )
     assert isinstance(frame, InfoFrame)
-    return frame
+    return VehicleInfo.from_frame(frame, vin=VIN, received_at=RECEIVED_AT)
 
 
-def identity(vin: str) -> IdentityFrame:
-    frame = decode_frame(encode_identity(vin))
-    assert isinstance(frame, IdentityFrame)
-    return frame
+def identity(vin: str) -> str:
+    return vin
 
 
-def event(code: EventKind | int) -> EventFrame:
+def event(code: EventKind | int) -> EventKind | None:
     frame = decode_frame(encode_event(code))
     assert isinstance(frame, EventFrame)
-    return frame
+    return frame.kind
 
 
 PARKED = info(SystemState.OFF)
@@ -115,7 +126,7 @@ UNKNOWN = info(SystemState.FAULT)
 CANT_CHARGE = event(EventKind.CANT_CHARGE)
 UNKNOWN_EVENT = event(0x7E)
 IDENTITY_FRAME = identity(VIN)
-ALL_FRAMES: tuple[Frame, ...] = (PARKED, DRIVING, CHARGING, CANT_CHARGE, UNKNOWN_EVENT)
+ALL_FRAMES: tuple[Item, ...] = (PARKED, DRIVING, CHARGING, CANT_CHARGE, UNKNOWN_EVENT)
 # Every combination the wire can carry, including codes this library does not know.
 _SYSTEM_STATES: tuple[SystemState | int, ...] = (
     *(s for s in SystemState if s is not SystemState.UNKNOWN),
@@ -128,8 +139,8 @@ EVERY_INFO = tuple(
 )
 
 
-def status_of(frame: InfoFrame) -> VehicleStatus:
-    return derive_status(frame.system_state, frame.rnd)
+def status_of(reading: VehicleInfo) -> VehicleStatus:
+    return derive_status(reading.data.system_state, reading.data.rnd)
 
 
 def statuses(actions: list[Action]) -> list[VehicleStatus]:
@@ -212,7 +223,7 @@ def assert_final(m: VehicleMachine, now: float) -> None:
         for item in every_input():
             assert m.handle(item, later) == []
         for frame in (*ALL_FRAMES, IDENTITY_FRAME):
-            assert m.frame_received(frame, later) == []
+            assert received(m, frame, later) == []
         assert m.tick(later) == []
         assert m.state is State.CLOSED
         assert m.deadline == INF
@@ -298,7 +309,7 @@ def test_inputs_missing_from_a_row_change_nothing(state: State) -> None:
 def test_frames_mean_nothing_unless_streaming(state: State) -> None:
     m = machine_in(state)
     for frame in (*ALL_FRAMES, IDENTITY_FRAME):
-        assert m.frame_received(frame, 1.0) == []
+        assert received(m, frame, 1.0) == []
     assert m.state is state
 
 
@@ -462,10 +473,10 @@ def test_ready_once_with_vin_and_address_never_again_after_reconnections() -> No
         assert m.tick(now) == LOST_WHILE_STREAMING  # a silence
         assert reconnect(m, now, ADDRESS) == []
         assert m.state is State.STREAMING
-        m.frame_received(PARKED, now)
+        received(m, PARKED, now)
         assert m.handle(LinkLost(), now) == LOST_WHILE_STREAMING
         assert reconnect(m, now, ADDRESS_B) == []
-        m.frame_received(PARKED, now)
+        received(m, PARKED, now)
     assert m.has_streamed
     assert m.reconnects == 6
 
@@ -621,7 +632,7 @@ def test_link_lost_while_streaming_emits_one_disconnected_and_reconnects() -> No
     assert m.handle(Subscribed(), 1e6) == []
     assert m.state is State.STREAMING
     assert m.reconnects == 0  # back once data flows
-    m.frame_received(PARKED, 1e6)
+    received(m, PARKED, 1e6)
     assert m.reconnects == 1
     # Each later loss has its own single event.
     assert m.handle(LinkLost(), 2e6) == LOST_WHILE_STREAMING
@@ -630,7 +641,7 @@ def test_link_lost_while_streaming_emits_one_disconnected_and_reconnects() -> No
 @pytest.mark.parametrize("lose", ["silence", "link lost"])
 def test_a_link_that_comes_back_silent_is_the_same_outage(lose: str) -> None:
     m = streaming(timeouts=Timeouts(loose_connection=5), at=0.0)
-    m.frame_received(PARKED, 1.0)
+    received(m, PARKED, 1.0)
     assert m.tick(6.0) == LOST_WHILE_STREAMING
     now = 6.0
     for _ in range(3):  # connected again, and silent again: no new DISCONNECTED
@@ -645,7 +656,7 @@ def test_a_link_that_comes_back_silent_is_the_same_outage(lose: str) -> None:
     assert m.reconnects == 0
     # Data flows on the next link: the outage is over, and the next loss is news.
     assert reconnect(m, now) == []
-    assert m.frame_received(PARKED, now) == [DeliverSample(PARKED)]
+    assert received(m, PARKED, now) == [DeliverSample(PARKED)]
     assert m.reconnects == 1
     assert m.tick(now + 5.0) == LOST_WHILE_STREAMING
 
@@ -663,8 +674,8 @@ def test_silence_from_subscription_counts_as_a_lost_link() -> None:
 @pytest.mark.parametrize("frame", [PARKED, DRIVING, CANT_CHARGE, UNKNOWN_EVENT])
 def test_silence_is_measured_from_the_last_frame(frame: Frame) -> None:
     m = streaming(timeouts=Timeouts(loose_connection=5))
-    m.frame_received(PARKED, 1.0)
-    m.frame_received(frame, 3.0)
+    received(m, PARKED, 1.0)
+    received(m, frame, 3.0)
     assert m.deadline == 8.0
     assert m.tick(7.99) == []
     assert m.tick(8.0) == LOST_WHILE_STREAMING
@@ -697,24 +708,24 @@ def test_link_lost_while_connecting_emits_no_disconnected(
 
 def test_cant_charge_is_delivered_and_unknown_events_ignored() -> None:
     m = streaming()
-    assert m.frame_received(CANT_CHARGE, 1.0) == [DeliverEvent(EventKind.CANT_CHARGE)]
-    assert m.frame_received(UNKNOWN_EVENT, 1.0) == []
-    assert UNKNOWN_EVENT.kind is None
-    assert m.frame_received(IDENTITY_FRAME, 1.0) == []
-    assert m.frame_received(CANT_CHARGE, 2.0) == [DeliverEvent(EventKind.CANT_CHARGE)]
+    assert received(m, CANT_CHARGE, 1.0) == [DeliverEvent(EventKind.CANT_CHARGE)]
+    assert received(m, UNKNOWN_EVENT, 1.0) == []
+    assert UNKNOWN_EVENT is None
+    assert received(m, IDENTITY_FRAME, 1.0) == []
+    assert received(m, CANT_CHARGE, 2.0) == [DeliverEvent(EventKind.CANT_CHARGE)]
 
 
 def test_every_info_frame_while_streaming_is_a_sample() -> None:
     m = streaming(timeouts=Timeouts(change_status=1.0))
-    samples: list[InfoFrame] = []
+    samples: list[VehicleInfo] = []
     for n in range(30):
         frame = info(SystemState.OFF, battery_soc=n, seq=n)
-        actions = m.frame_received(frame, n * 0.1)
-        delivered = [a.frame for a in actions if isinstance(a, DeliverSample)]
+        actions = received(m, frame, n * 0.1)
+        delivered = [a.info for a in actions if isinstance(a, DeliverSample)]
         assert len(delivered) == 1
         assert delivered[0] is frame
         samples += delivered
-    assert [f.battery_soc for f in samples] == list(range(30))
+    assert [f.data.battery_soc.value for f in samples if f.data.battery_soc] == list(range(30))
 
 
 # --- status ------------------------------------------------------------------------
@@ -731,12 +742,12 @@ def test_frames_used_here_derive_the_statuses_they_are_named_after() -> None:
 @pytest.mark.parametrize("change_status", [0.0, 10.0])
 def test_first_known_status_is_delivered_at_once(change_status: float) -> None:
     m = streaming(timeouts=Timeouts(change_status=change_status))
-    assert m.frame_received(DRIVING, 1.0) == [
+    assert received(m, DRIVING, 1.0) == [
         DeliverSample(DRIVING),
         DeliverStatus(VehicleStatus.DRIVING, DRIVING),
     ]
     assert m.reported_status is VehicleStatus.DRIVING
-    assert m.frame_received(DRIVING, 2.0) == [DeliverSample(DRIVING)]
+    assert received(m, DRIVING, 2.0) == [DeliverSample(DRIVING)]
 
 
 def test_without_change_status_every_change_is_delivered_immediately() -> None:
@@ -744,11 +755,11 @@ def test_without_change_status_every_change_is_delivered_immediately() -> None:
     sequence = [PARKED, PARKED, DRIVING, PARKED, CHARGING, CHARGING, UNKNOWN, PARKED]
     delivered: list[VehicleStatus] = []
     for n, frame in enumerate(sequence):
-        actions = m.frame_received(frame, float(n))
+        actions = received(m, frame, float(n))
         delivered += statuses(actions)
         for action in actions:
             if isinstance(action, DeliverStatus):
-                assert action.frame is frame
+                assert action.info is frame
     assert delivered == [
         VehicleStatus.PARKED,
         VehicleStatus.DRIVING,
@@ -762,15 +773,15 @@ def test_without_change_status_every_change_is_delivered_immediately() -> None:
 
 def test_a_new_status_is_delivered_by_tick_once_it_has_held() -> None:
     m = streaming(timeouts=Timeouts(change_status=2.0, loose_connection=INF))
-    m.frame_received(PARKED, 0.0)
+    received(m, PARKED, 0.0)
     driving_1, driving_2 = (
         info(SystemState.READY, Gear.DRIVE, seq=1),
         info(SystemState.READY, Gear.REVERSE, seq=2),
     )
-    assert m.frame_received(driving_1, 1.0) == [DeliverSample(driving_1)]
+    assert received(m, driving_1, 1.0) == [DeliverSample(driving_1)]
     assert m.deadline == 3.0
     assert m.tick(2.99) == []
-    assert m.frame_received(driving_2, 2.0) == [DeliverSample(driving_2)]
+    assert received(m, driving_2, 2.0) == [DeliverSample(driving_2)]
     assert m.deadline == 3.0  # held since its first frame, not its last
     assert m.tick(3.0) == [DeliverStatus(VehicleStatus.DRIVING, driving_2)]
     assert m.reported_status is VehicleStatus.DRIVING
@@ -780,10 +791,10 @@ def test_a_new_status_is_delivered_by_tick_once_it_has_held() -> None:
 
 def test_a_new_status_is_delivered_by_a_frame_once_it_has_held() -> None:
     m = streaming(timeouts=Timeouts(change_status=2.0, loose_connection=INF))
-    m.frame_received(PARKED, 0.0)
-    m.frame_received(DRIVING, 1.0)
+    received(m, PARKED, 0.0)
+    received(m, DRIVING, 1.0)
     later = info(SystemState.READY, Gear.DRIVE, seq=9)
-    assert m.frame_received(later, 3.0) == [
+    assert received(m, later, 3.0) == [
         DeliverSample(later),
         DeliverStatus(VehicleStatus.DRIVING, later),
     ]
@@ -791,9 +802,9 @@ def test_a_new_status_is_delivered_by_a_frame_once_it_has_held() -> None:
 
 def test_a_status_that_flips_back_sooner_is_never_delivered() -> None:
     m = streaming(timeouts=Timeouts(change_status=2.0, loose_connection=INF))
-    m.frame_received(PARKED, 0.0)
-    assert m.frame_received(DRIVING, 1.0) == [DeliverSample(DRIVING)]
-    assert m.frame_received(PARKED, 2.5) == [DeliverSample(PARKED)]
+    received(m, PARKED, 0.0)
+    assert received(m, DRIVING, 1.0) == [DeliverSample(DRIVING)]
+    assert received(m, PARKED, 2.5) == [DeliverSample(PARKED)]
     assert m.deadline == INF
     assert m.tick(3.0) == []
     assert m.tick(1e6) == []
@@ -802,9 +813,9 @@ def test_a_status_that_flips_back_sooner_is_never_delivered() -> None:
 
 def test_an_intermediate_status_that_did_not_hold_is_skipped() -> None:
     m = streaming(timeouts=Timeouts(change_status=2.0, loose_connection=INF))
-    m.frame_received(PARKED, 0.0)
-    m.frame_received(DRIVING, 1.0)
-    assert m.frame_received(CHARGING, 2.0) == [DeliverSample(CHARGING)]
+    received(m, PARKED, 0.0)
+    received(m, DRIVING, 1.0)
+    assert received(m, CHARGING, 2.0) == [DeliverSample(CHARGING)]
     assert m.deadline == 4.0
     assert m.tick(3.5) == []
     assert m.tick(4.0) == [DeliverStatus(VehicleStatus.CHARGING, CHARGING)]
@@ -814,9 +825,9 @@ def test_a_status_that_held_is_not_lost_when_the_tick_comes_late() -> None:
     # The driver's tick can run after the next frame: the frame shows the waiting
     # status held long enough, so it is a transition and must be delivered.
     m = streaming(timeouts=Timeouts(change_status=2.0, loose_connection=INF))
-    m.frame_received(PARKED, 0.0)
-    m.frame_received(DRIVING, 1.0)
-    assert statuses(m.frame_received(PARKED, 3.5)) == [VehicleStatus.DRIVING]
+    received(m, PARKED, 0.0)
+    received(m, DRIVING, 1.0)
+    assert statuses(received(m, PARKED, 3.5)) == [VehicleStatus.DRIVING]
     assert m.reported_status is VehicleStatus.DRIVING
     # ... and the flip back is itself a new status waiting to hold.
     assert m.deadline == 5.5
@@ -825,8 +836,8 @@ def test_a_status_that_held_is_not_lost_when_the_tick_comes_late() -> None:
 
 def test_a_status_that_held_is_delivered_before_the_lost_link() -> None:
     m = streaming(timeouts=Timeouts(change_status=2.0, loose_connection=INF))
-    m.frame_received(PARKED, 0.0)
-    m.frame_received(DRIVING, 1.0)
+    received(m, PARKED, 0.0)
+    received(m, DRIVING, 1.0)
     assert m.handle(LinkLost(), 3.5) == [
         DeliverStatus(VehicleStatus.DRIVING, DRIVING),
         *LOST_WHILE_STREAMING,
@@ -835,8 +846,8 @@ def test_a_status_that_held_is_delivered_before_the_lost_link() -> None:
 
 def test_silence_with_a_status_waiting_delivers_it_then_the_loss() -> None:
     m = streaming(timeouts=Timeouts(change_status=2.0, loose_connection=5.0))
-    m.frame_received(PARKED, 0.0)
-    m.frame_received(DRIVING, 1.0)
+    received(m, PARKED, 0.0)
+    received(m, DRIVING, 1.0)
     assert m.deadline == 3.0
     actions = m.tick(7.0)  # one late tick for both timers
     assert actions == [DeliverStatus(VehicleStatus.DRIVING, DRIVING), *LOST_WHILE_STREAMING]
@@ -844,15 +855,15 @@ def test_silence_with_a_status_waiting_delivers_it_then_the_loss() -> None:
 
 def test_a_status_not_yet_held_dies_with_the_link_the_reported_one_survives() -> None:
     m = streaming(timeouts=Timeouts(change_status=2.0, loose_connection=INF))
-    m.frame_received(PARKED, 0.0)
-    m.frame_received(DRIVING, 1.0)
+    received(m, PARKED, 0.0)
+    received(m, DRIVING, 1.0)
     assert m.handle(LinkLost(), 2.0) == LOST_WHILE_STREAMING
     assert m.deadline == INF
     assert reconnect(m, 10.0) == []
     # Still PARKED: the same status is no change ...
-    assert m.frame_received(PARKED, 10.0) == [DeliverSample(PARKED)]
+    assert received(m, PARKED, 10.0) == [DeliverSample(PARKED)]
     # ... and a different one is not "first", it has to hold.
-    assert m.frame_received(DRIVING, 11.0) == [DeliverSample(DRIVING)]
+    assert received(m, DRIVING, 11.0) == [DeliverSample(DRIVING)]
     assert m.tick(13.0) == [DeliverStatus(VehicleStatus.DRIVING, DRIVING)]
 
 
@@ -913,14 +924,14 @@ def test_status_changes_match_the_run_oracle(
         now += step
         timed.append((kind, now, frame))
         if kind == "frame":
-            actions = m.frame_received(frame, now)
+            actions = received(m, frame, now)
             assert [a for a in actions if isinstance(a, DeliverSample)] == [DeliverSample(frame)]
         else:
             actions = m.tick(now)
             assert m.deadline > now
         for action in actions:
             if isinstance(action, DeliverStatus):
-                assert status_of(action.frame) is action.status
+                assert status_of(action.info) is action.status
                 delivered.append((index, action.status))
     assert delivered == _expected_deliveries(timed, change_status)
     # Never the same status twice in a row.
@@ -959,8 +970,8 @@ def test_close_while_setting_up_tears_the_link_down(stage: int) -> None:
 
 def test_close_with_timers_pending_cancels_them() -> None:
     m = streaming(timeouts=Timeouts(change_status=2.0, loose_connection=5.0))
-    m.frame_received(PARKED, 0.0)
-    m.frame_received(DRIVING, 1.0)
+    received(m, PARKED, 0.0)
+    received(m, DRIVING, 1.0)
     assert m.handle(Close(), 1.5) == [Disconnect()]
     assert_final(m, 1.5)
 
@@ -1097,7 +1108,7 @@ class MachineAgainstModel(RuleBasedStateMachine):
             elif isinstance(action, DeliverSample | DeliverStatus):
                 assert was is State.STREAMING
                 if isinstance(action, DeliverStatus):
-                    assert status_of(action.frame) is action.status
+                    assert status_of(action.info) is action.status
         assert disconnected <= 1
 
     def _setup_failed(self, actions: list[Action]) -> None:
@@ -1261,11 +1272,11 @@ class MachineAgainstModel(RuleBasedStateMachine):
     def info_frame(self, status: VehicleStatus) -> None:
         was = self.phase
         frame = STATUS_FRAMES[status]
-        actions = self.m.frame_received(frame, self.now)
+        actions = received(self.m, frame, self.now)
         if was is State.STREAMING:
             samples = [a for a in actions if isinstance(a, DeliverSample)]
             assert len(samples) == 1
-            assert samples[0].frame is frame
+            assert samples[0].info is frame
             assert statuses(actions) == self._observe(status)
             assert len(actions) == 1 + len(statuses(actions))
             self.last_activity = self.now
@@ -1298,7 +1309,7 @@ class MachineAgainstModel(RuleBasedStateMachine):
 
     @rule(known=st.booleans())
     def event_frame(self, known: bool) -> None:
-        actions = self.m.frame_received(CANT_CHARGE if known else UNKNOWN_EVENT, self.now)
+        actions = received(self.m, CANT_CHARGE if known else UNKNOWN_EVENT, self.now)
         if self.phase is State.STREAMING:
             assert actions == ([DeliverEvent(EventKind.CANT_CHARGE)] if known else [])
             self.last_activity = self.now
@@ -1398,10 +1409,76 @@ class MachineAgainstModel(RuleBasedStateMachine):
             assert self.pending is not None
         if self.phase is State.CLOSED:
             assert m.deadline == INF
-            assert m.frame_received(PARKED, self.now) == []
+            assert received(m, PARKED, self.now) == []
 
 
 MachineAgainstModel.TestCase.settings = settings(
     max_examples=200, stateful_step_count=40, deadline=None
 )
 test_machine_against_model = MachineAgainstModel.TestCase
+
+
+# --- a source with a single peer (a CAN bus) ------------------------------------------
+
+
+def single_peer_connecting(vin: str | None, advertised: str) -> VehicleMachine:
+    m = VehicleMachine(vin, first_time=True, single_peer=True)
+    m.start(0.0)
+    assert m.handle(AdvertisementSeen("can:virtual", advertised), 0.0) == [
+        StopScan(),
+        Connect("can:virtual"),
+    ]
+    assert m.handle(Connected(), 0.0) == [ReadIdentity()]
+    return m
+
+
+def test_a_single_peer_with_a_foreign_identity_fails_at_once() -> None:
+    m = single_peer_connecting(VIN, VIN)
+    actions = m.handle(IdentityRead(OTHER_VIN), 0.5)
+    assert actions[0] == Disconnect()
+    assert isinstance(actions[-1], Fail)
+    assert isinstance(actions[-1].error, IdentityMismatch)
+    assert OTHER_VIN in str(actions[-1].error)
+    assert m.state is State.CLOSED
+
+
+def test_a_single_peer_that_cannot_be_set_up_fails_with_its_own_error() -> None:
+    m = single_peer_connecting(None, "")
+    error = ConnectionFailed("the bus broadcast no VIN")
+    assert m.handle(ConnectFailed(error), 1.0) == [Disconnect(), Fail(error)]
+
+
+def test_a_single_peer_is_retried_once_it_has_streamed() -> None:
+    m = single_peer_connecting(VIN, VIN)
+    m.handle(IdentityRead(VIN), 0.0)
+    m.handle(Subscribed(), 0.0)
+    assert m.handle(LinkLost(), 1.0) == LOST_WHILE_STREAMING
+    m.handle(AdvertisementSeen("can:virtual", VIN), 2.0)
+    assert m.handle(ConnectFailed(ConnectionFailed("x")), 2.0) == SETUP_FAILED
+    assert m.state is State.RECONNECTING
+
+
+def test_an_advertisement_without_a_vin_takes_the_identity_it_reads() -> None:
+    m = single_peer_connecting(None, "")
+    assert m.handle(IdentityRead(OTHER_VIN), 0.0) == [Subscribe()]
+    assert m.handle(Subscribed(), 0.0) == [Ready(OTHER_VIN, "can:virtual")]
+    assert m.vin == OTHER_VIN
+
+
+def test_data_that_is_no_reading_keeps_the_link_alive_and_ends_an_outage() -> None:
+    m = streaming(timeouts=Timeouts(loose_connection=2.0))
+    assert m.data_received(1.5) == []
+    assert m.deadline == 3.5
+    assert m.tick(3.5) == LOST_WHILE_STREAMING
+    m.handle(AdvertisementSeen(ADDRESS, VIN), 4.0)
+    m.handle(Connected(), 4.0)
+    m.handle(IdentityRead(VIN), 4.0)
+    m.handle(Subscribed(), 4.0)
+    assert m.reconnects == 0
+    m.data_received(4.5)
+    assert m.reconnects == 1
+
+
+def test_a_source_cannot_emit_disconnected_itself() -> None:
+    m = streaming()
+    assert m.event_received(EventKind.DISCONNECTED, 1.0) == []

@@ -159,7 +159,12 @@ class AmiBus:
     # --- input --------------------------------------------------------------------
 
     def feed(
-        self, can_id: int, data: bytes, timestamp: float, *, is_extended_id: bool = False
+        self,
+        can_id: int,
+        data: bytes | bytearray,
+        timestamp: float,
+        *,
+        is_extended_id: bool = False,
     ) -> None:
         """One frame seen on the bus, at ``timestamp`` (seconds, any monotonic origin).
 

@@ -58,8 +58,8 @@ async def test_readings_received_while_remembering_are_not_overtaken(
             first_status = await anext(car.status_changes())
             assert first_status.status is VehicleStatus.DRIVING
             # Later frames keep arriving: latest only moves forward.
-            seq_before = car._latest_frame
+            before = car.latest
             await anext(car.samples())
-            assert car._latest_frame is not seq_before
+            assert car.latest is not before
         # The held reading was delivered before the write began, not after it.
         assert at_save == [VehicleStatus.PARKED]

@@ -1,0 +1,181 @@
+"""The car's CAN bus as a :class:`~o2x.source.Source`, read with python-can.
+
+A bus has one peer and nothing to scan: "scanning" waits for the first frame of a
+message o2x reads, "connecting" is free, and the identity is the VIN the bus
+broadcasts (0x710..0x712), waited for a while. Frames are read in a worker thread,
+a batch at a time (whatever the bus holds, up to :data:`BATCH`), so that the
+thread hop is paid per batch and not per frame; each batch that carried a frame
+o2x reads gives one reading, taken from :class:`~o2x.can.AmiBus`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Final
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ..errors import ConnectionFailed, IdentityMismatch
+from ..model import EventKind
+from ..source import LinkCounters, Received, SourceSink, WallClock
+from .bus import AmiBus
+
+if TYPE_CHECKING:
+    import can
+
+__all__ = ["CanSource"]
+
+_log = logging.getLogger(__name__)
+
+#: Frames taken from the bus per trip to the worker thread, at most.
+BATCH: Final = 512
+#: How long one read in the worker thread waits for a first frame, in seconds: the
+#: longest a cancellation (leaving the vehicle) waits for the thread.
+POLL: Final = 0.1
+
+
+class CanSource:
+    """A python-can bus carrying the AMI's broadcast (the bus is the caller's)."""
+
+    single_peer = True
+
+    def __init__(
+        self, bus: can.BusABC, sink: SourceSink, *, vin: str | None, vin_wait: float
+    ) -> None:
+        self._bus = bus
+        self._sink = sink
+        self._expected_vin = vin
+        self._vin_wait = vin_wait
+        #: The decoded state of the bus (kept across links: a bus that sleeps and
+        #: wakes is the same car).
+        self.ami = AmiBus()
+        self.address = f"can:{bus.channel_info}"
+        self._wall = WallClock()
+        self._scanning = False
+        self._subscribed = False
+        self._vin: str | None = vin
+        self._verified = True
+        self._vin_seen = anyio.Event()
+        self._cant_charge = False
+        self._read_error: BaseException | None = None
+
+    # --- Source -------------------------------------------------------------------------
+
+    def start(self, task_group: TaskGroup) -> None:
+        task_group.start_soon(self._read_loop)
+
+    async def start_scan(self) -> None:
+        self._scanning = True
+
+    async def stop_scan(self) -> None:
+        self._scanning = False
+
+    async def connect(self, address: str) -> None:
+        if self._read_error is not None:
+            raise ConnectionFailed(f"the CAN bus cannot be read: {self._read_error}")
+
+    async def read_identity(self) -> str:
+        bus_vin = self.ami.vin
+        if bus_vin is None and math.isfinite(self._vin_wait):
+            with anyio.move_on_after(self._vin_wait):
+                await self._vin_seen.wait()
+            bus_vin = self.ami.vin
+        expected = self._expected_vin
+        if bus_vin is None:
+            if expected is None:
+                raise ConnectionFailed(
+                    f"the bus on {self.address} broadcast no VIN within {self._vin_wait:g} s "
+                    "(frames 0x710..0x712); give the car's VIN: O2XVehicle.over_can(bus, vin=...)"
+                )
+            self._verified = False
+            _log.info("the bus broadcast no VIN; taking %s on trust", expected)
+            return expected
+        if expected is not None and bus_vin != expected:
+            raise IdentityMismatch(
+                f"the car on {self.address} broadcasts the VIN {bus_vin}, not {expected}"
+            )
+        self._verified = True
+        self._vin = bus_vin
+        return bus_vin
+
+    async def subscribe(self) -> None:
+        self._subscribed = True
+
+    async def disconnect(self) -> None:
+        self._subscribed = False
+
+    async def close(self) -> None:
+        self._scanning = self._subscribed = False
+
+    def counters(self) -> LinkCounters:
+        s = self.ami.stats
+        return LinkCounters(
+            frames=s.frames,
+            invalid_frames=s.bad_lengths + s.extended_ids + s.out_of_range,
+            identity_verified=self._verified,
+        )
+
+    # --- reading the bus ----------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        recv_batch = self._recv_batch
+        while True:
+            try:
+                # Not abandoned on cancellation: the thread is waited for (at most
+                # POLL seconds), so that nothing outlives the vehicle's block.
+                batch = await anyio.to_thread.run_sync(recv_batch)
+            except Exception as exc:  # python-can raises CanError and OSError
+                # A bus that fails to read (an unplugged USB adapter) is a silent
+                # bus: the loose-connection timer reports it, and reading is tried
+                # again, slowly.
+                if self._read_error is None:
+                    _log.warning("reading %s failed: %s", self.address, exc)
+                self._read_error = exc
+                await anyio.sleep(1.0)
+                continue
+            self._read_error = None
+            if batch:
+                self._frames(batch)
+
+    def _recv_batch(self) -> list[can.Message]:
+        # In the worker thread: the first frame waits up to POLL, the rest are
+        # whatever the bus already holds.
+        recv = self._bus.recv
+        message = recv(POLL)
+        batch: list[can.Message] = []
+        while message is not None:
+            batch.append(message)
+            if len(batch) >= BATCH:
+                break
+            message = recv(0)
+        return batch
+
+    def _frames(self, batch: list[can.Message]) -> None:
+        ami = self.ami
+        feed = ami.feed
+        before = ami.stats.frames
+        for message in batch:
+            if message.is_error_frame or message.is_remote_frame:
+                continue
+            feed(
+                message.arbitration_id,
+                message.data,
+                message.timestamp,
+                is_extended_id=message.is_extended_id,
+            )
+        if ami.stats.frames == before:
+            return  # nothing o2x reads: other traffic, not a sign of the car
+        if not self._vin_seen.is_set() and ami.vin is not None:
+            self._vin_seen.set()
+        if self._scanning:
+            self._sink.advertisement(self.address, self._expected_vin or ami.vin or "")
+        if not self._subscribed:
+            return
+        items: list[Received] = [ami.snapshot(vin=self._vin or "", received_at=self._wall())]
+        cant_charge = ami.cant_charge
+        if cant_charge and not self._cant_charge:
+            items.append(EventKind.CANT_CHARGE)
+        self._cant_charge = cant_charge
+        self._sink.received(items)
