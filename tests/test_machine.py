@@ -672,7 +672,7 @@ def test_silence_from_subscription_counts_as_a_lost_link() -> None:
 
 
 @pytest.mark.parametrize("frame", [PARKED, DRIVING, CANT_CHARGE, UNKNOWN_EVENT])
-def test_silence_is_measured_from_the_last_frame(frame: Frame) -> None:
+def test_silence_is_measured_from_the_last_frame(frame: Item) -> None:
     m = streaming(timeouts=Timeouts(loose_connection=5))
     received(m, PARKED, 1.0)
     received(m, frame, 3.0)
