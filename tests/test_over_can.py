@@ -72,19 +72,21 @@ async def test_readings_come_from_the_bus_and_follow_the_car() -> None:
 
 async def test_a_silent_bus_is_one_disconnection_and_readings_resume() -> None:
     timeouts = Timeouts(loose_connection=0.5)
-    async with car_on_a_bus() as (sim, bus):
-        async with O2XVehicle.over_can(bus, vin=VIN, timeouts=timeouts) as car:
-            events = car.events()
-            await car.get()
-            await sim.go_silent(2.0)  # four loose-connection periods
-            with anyio.fail_after(WAIT):
-                event = await anext(events)
-            assert event.kind is EventKind.DISCONNECTED
-            samples = car.samples()
-            with anyio.fail_after(WAIT):
-                await anext(samples)  # the bus woke up
-            assert car.stats.disconnections == 1
-            assert car.stats.reconnects == 1
+    async with (
+        car_on_a_bus() as (sim, bus),
+        O2XVehicle.over_can(bus, vin=VIN, timeouts=timeouts) as car,
+    ):
+        events = car.events()
+        await car.get()
+        await sim.go_silent(2.0)  # four loose-connection periods
+        with anyio.fail_after(WAIT):
+            event = await anext(events)
+        assert event.kind is EventKind.DISCONNECTED
+        samples = car.samples()
+        with anyio.fail_after(WAIT):
+            await anext(samples)  # the bus woke up
+        assert car.stats.disconnections == 1
+        assert car.stats.reconnects == 1
 
 
 async def test_a_bus_broadcasting_another_vin_is_refused() -> None:
