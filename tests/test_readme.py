@@ -48,3 +48,33 @@ def test_readme_example_runs(
     assert re.search(r"^battery: \d+ %$", out, re.MULTILINE)
     assert "VehicleStats(" in out
     assert (tmp_path / "vehicle.json").exists()
+
+
+def _can_example() -> str:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Reading the car's own CAN bus", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert match is not None, "the README lost its CAN example"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_readme_can_example_runs(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = _can_example()
+    runner = "anyio.run(main)  # or"
+    assert runner in code
+    namespace: dict[str, object] = {"__name__": "readme_can_example"}
+    exec(compile(code.replace(runner, "pass  #"), str(README), "exec"), namespace)
+    main = namespace["main"]
+    assert callable(main)
+
+    async def bounded() -> None:
+        with anyio.fail_after(30):
+            await main()
+
+    anyio.run(bounded, backend=backend)
+    out = capsys.readouterr().out
+    statuses = re.findall(r"^status: (\w+)", out, re.MULTILINE)
+    assert statuses[0] == "parked"
+    assert statuses[-1] == "driving"
+    assert "soc: 80 %" in out
