@@ -113,9 +113,23 @@ def _target(
     sim_vin: str | None,
     sim_speed: float,
     backend: str,
+    can_interface: str | None = None,
+    bitrate: int = 500_000,
 ) -> Any:
     from ._live import Target
 
+    if can_interface is not None:
+        if previous:
+            raise click.UsageError("--previous finds a Bluetooth dongle; with --can give the VIN")
+        interface, colon, channel = can_interface.partition(":")
+        if not colon or not interface or not channel:
+            raise click.UsageError(
+                "--can takes INTERFACE:CHANNEL (socketcan:can0, virtual:demo), "
+                f"not {can_interface!r}"
+            )
+        wanted = "" if vin is None else check_vin(vin)
+        sim = simulation(simulate, sim_vin, wanted or None, sim_speed)
+        return Target(wanted, False, timeout, sim, backend, (interface, channel), bitrate)
     if vin is not None and previous:
         raise click.UsageError("give a VIN or --previous, not both")
     if vin is None and not previous:
@@ -216,6 +230,20 @@ def scan(
     metavar="SECONDS",
     help="Stop after streaming this long (exit 0).",
 )
+@click.option(
+    "--can",
+    "can_interface",
+    metavar="INTERFACE:CHANNEL",
+    help="Read the car's own CAN bus through python-can (socketcan:can0, "
+    "virtual:demo...) instead of a Bluetooth dongle; the VIN is then optional.",
+)
+@click.option(
+    "--bitrate",
+    type=click.IntRange(min=1),
+    default=500_000,
+    show_default=True,
+    help="The CAN bit rate, with --can.",
+)
 @_backend_option
 @_simulate_options
 def watch(
@@ -227,6 +255,8 @@ def watch(
     timeout: float | None,
     count: int | None,
     duration: float | None,
+    can_interface: str | None,
+    bitrate: int,
     backend: str,
     simulate: bool,
     sim_vin: str | None,
@@ -251,6 +281,8 @@ def watch(
         sim_vin=sim_vin,
         sim_speed=sim_speed,
         backend=backend,
+        can_interface=can_interface,
+        bitrate=bitrate,
     )
     run(
         partial(

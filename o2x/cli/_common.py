@@ -67,7 +67,8 @@ Exit codes:
   0    success
   1    unexpected error
   2    invalid usage, or a VIN that is not one
-  3    Bluetooth unavailable (no adapter, or the Bluetooth service is not running)
+  3    Bluetooth unavailable (no adapter, or the Bluetooth service is not running),
+       or the CAN interface of --can cannot be opened
   4    vehicle not found within the scan timeout, or no connection could be made
   5    no remembered vehicle yet, or the file remembering it is damaged
   6    capture file missing, unreadable or damaged, or an output file not writable
@@ -406,8 +407,21 @@ def reading_text(info: VehicleInfo) -> Text:
 
 
 def sample_json(info: VehicleInfo, reception: str) -> str:
-    """The JSON line for a reading, as the SDK's subscription delivers it."""
-    return json.dumps({"api": INFORMATIONS_API, "reception": reception, "result": to_sdk(info)})
+    """One reading as a JSON line: the SDK's message, plus ``live`` where the source has it."""
+    message: dict[str, Any] = {
+        "api": INFORMATIONS_API,
+        "reception": reception,
+        "result": to_sdk(info),
+    }
+    if info.live is not None:
+        live = attrs.asdict(info.live)
+        message["live"] = {_camel(key): value for key, value in live.items()}
+    return json.dumps(message)
+
+
+def _camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(word.title() for word in rest)
 
 
 def event_json(kind: EventKind) -> str:

@@ -137,6 +137,9 @@ class Target:
     timeout: float | None
     sim: Simulation | None
     backend: str = "asyncio"
+    #: ``--can INTERFACE:CHANNEL``: read the car's CAN bus instead of a dongle.
+    can: tuple[str, str] | None = None
+    bitrate: int = 500_000
 
     @property
     def scan_limit(self) -> float | None:
@@ -167,6 +170,10 @@ async def connected(
     prepare: Callable[[V], None] | None = None,
 ) -> AsyncIterator[V]:
     """The vehicle, scanned for (with a spinner) and connected, for the block."""
+    if target.can is not None:
+        async with _connected_over_can(cls, target, err) as car:
+            yield car
+        return
     async with AsyncExitStack() as stack:
         radio = await stack.enter_async_context(open_radio(target.sim))
         car = make_vehicle(cls, target, radio)
@@ -174,6 +181,46 @@ async def connected(
             prepare(car)
         where = "simulated radio" if target.sim is not None else "Bluetooth"
         with spinner(err, f"Scanning for {target.vin} ({where})", target.scan_limit):
+            await stack.enter_async_context(car)
+        yield car
+
+
+@asynccontextmanager
+async def _connected_over_can(cls: type[V], target: Target, err: Console) -> AsyncIterator[V]:
+    import can
+
+    from ..sim.can import SimulatedCanCar
+
+    assert target.can is not None
+    interface, channel = target.can
+    async with AsyncExitStack() as stack:
+        if target.sim is not None:
+            if interface != "virtual":
+                raise Failure(
+                    "--simulate with --can needs python-can's virtual interface "
+                    "(--can virtual:CHANNEL)",
+                    ExitCode.USAGE,
+                )
+            await stack.enter_async_context(
+                SimulatedCanCar(
+                    target.sim.vin,
+                    channel=channel,
+                    time_scale=target.sim.speed,
+                    autopilot=target.sim.autopilot,
+                )
+            )
+        try:
+            bus = stack.enter_context(
+                can.Bus(interface=interface, channel=channel, bitrate=target.bitrate)
+            )
+        except (can.CanError, OSError, ValueError, ImportError) as exc:
+            raise Failure(
+                f"cannot open the CAN interface {interface}:{channel}: {exc}",
+                ExitCode.BLUETOOTH,
+            ) from exc
+        timeouts = Timeouts(scan=target.scan_limit or DEFAULT_SCAN_TIMEOUT)
+        car = cls.over_can(bus, vin=target.vin or None, timeouts=timeouts)
+        with spinner(err, f"Waiting for the car on {interface}:{channel}", target.scan_limit):
             await stack.enter_async_context(car)
         yield car
 
