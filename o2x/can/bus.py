@@ -241,6 +241,11 @@ class AmiBus:
         battery, odometer = self._battery, self._odometer
         current = self._value(battery, self._i_current)
         voltage = self._value(battery, self._i_voltage)
+        # Shown at the signals' resolution (0.1 A, 0.01 V): 5080 * 0.01 is 50.800000000000004.
+        if current is not None:
+            current = round(current, 1)
+        if voltage is not None:
+            voltage = round(voltage, 2)
         soc = self._value(battery, self._i_soc)
         speed = self._value(odometer, self._i_speed)
         km = self._value(odometer, self._i_odometer)

@@ -394,12 +394,25 @@ def record(
     help="Also draw state of charge, speed, autonomy and status over time into a PNG "
     "(needs matplotlib: pip install 'o2x[plot]'). Alone, it lists no records.",
 )
-def replay(file: Path, json_mode: bool, csv_mode: bool, reception: str, plot: Path | None) -> None:
-    """Decode a capture file made by `o2x record`, offline.
+@click.option(
+    "--vin",
+    help="The car's VIN, for a CAN log that holds no VIN frames (checked against those it has).",
+)
+def replay(
+    *,
+    file: Path,
+    json_mode: bool,
+    csv_mode: bool,
+    reception: str,
+    plot: Path | None,
+    vin: str | None,
+) -> None:
+    """Decode a capture file made by `o2x record`, or a CAN log, offline.
 
     The notifications go through the same decoder as live data; a record cut
     short at the end of the file (an interrupted recording) is reported and
-    everything before it is read.
+    everything before it is read. A CAN log (`candump -l` .log, .asc, .blf...)
+    is decoded with the AMI's signals, as `o2x watch --can` decodes a live bus.
     """
     from ._replay import replay_file
 
@@ -407,7 +420,15 @@ def replay(file: Path, json_mode: bool, csv_mode: bool, reception: str, plot: Pa
         raise click.UsageError("choose one of --json and --csv")
     fmt = "json" if json_mode else "csv" if csv_mode else None if plot is not None else "text"
     out, err = consoles()
-    replay_file(out, err, file, fmt=fmt, reception=reception, plot=plot)
+    replay_file(
+        out,
+        err,
+        file,
+        fmt=fmt,
+        reception=reception,
+        plot=plot,
+        vin=None if vin is None else check_vin(vin),
+    )
 
 
 def main() -> None:

@@ -194,8 +194,12 @@ def replay_file(
     fmt: str | None,
     reception: str,
     plot: Path | None,
+    vin: str | None = None,
 ) -> None:
     """Decode ``path`` and print it as ``fmt`` (``None``: nothing), plotting it if asked.
+
+    A CAN log (``.log`` from ``candump -l``, ``.asc``, ``.blf``...) is read with
+    python-can and decoded with ``ami.dbc``; ``vin`` is for a log without VIN frames.
 
     When the output's reader stops reading (``o2x replay ... | head``), decoding
     stops without a word, with the status :data:`PIPE_CLOSED`.
@@ -205,10 +209,107 @@ def replay_file(
         # status 1, which o2x keeps for bugs.
         console.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]
     try:
-        _replay_file(out, err, path, fmt=fmt, reception=reception, plot=plot)
+        from ..can.log import LOG_SUFFIXES
+
+        if path.suffix.lower() in LOG_SUFFIXES:
+            _replay_can_log(out, err, path, fmt=fmt, reception=reception, plot=plot, vin=vin)
+        else:
+            _replay_file(out, err, path, fmt=fmt, reception=reception, plot=plot)
     except BrokenPipeError:
         _silence_broken_streams()
         raise click.exceptions.Exit(PIPE_CLOSED) from None
+
+
+def _replay_can_log(
+    out: Console,
+    err: Console,
+    path: Path,
+    *,
+    fmt: str | None,
+    reception: str,
+    plot: Path | None,
+    vin: str | None,
+) -> None:
+    import can
+
+    from ..can.log import find_vin, log_messages, log_readings
+
+    series = None
+    if plot is not None:
+        from ._plot import Series, require_matplotlib
+
+        require_matplotlib()
+        series = Series()
+    notes = err if fmt in ("json", "csv") else out
+    problem = (OSError, ValueError, can.CanError, IndexError)
+    try:
+        bus_vin = find_vin(log_messages(path))
+    except BrokenPipeError:
+        raise
+    except problem as exc:
+        raise Failure(f"cannot read the CAN log {path}: {exc}", ExitCode.CAPTURE) from None
+    if vin is not None and bus_vin is not None and vin != bus_vin:
+        raise Failure(f"{path} is a log of {bus_vin}, not {vin}", ExitCode.USAGE)
+    wanted = vin or bus_vin
+    if wanted is None:
+        raise Failure(
+            f"{path} holds no VIN frames (0x710..0x712): give the car's VIN with --vin",
+            ExitCode.USAGE,
+        )
+    notes.print(f"{path}: CAN log of {wanted}, {describe_size(path.stat().st_size)}")
+    printer = _Printer(out, fmt or "none", reception)
+    readings = events = 0
+    start: float | None = None
+    last_status: VehicleStatus | None = None
+    try:
+        for timestamp, item in log_readings(log_messages(path), vin=wanted):
+            if start is None:
+                start = timestamp
+            t = timestamp - start
+            if isinstance(item, EventKind):
+                events += 1
+                if series is not None:
+                    series.events.append((t, item.value))
+                printer.event(_log_time(timestamp), t, item, 0, -1)
+                continue
+            readings += 1
+            if series is not None:
+                data = item.data
+                series.add(
+                    t,
+                    None if data.battery_soc is None else data.battery_soc.value,
+                    None if data.remaining_autonomy is None else data.remaining_autonomy.value,
+                    None if data.total_odometer is None else data.total_odometer.value,
+                    item.status,
+                )
+            if reception == "information" or item.status is not last_status:
+                printer.reading(item.received_at, t, item, -1)
+            last_status = item.status
+    except BrokenPipeError:
+        raise
+    except problem as exc:
+        # What was decoded before the damage has been printed; say where it stopped.
+        raise Failure(
+            f"the CAN log {path} is damaged after {readings} readings: {exc}", ExitCode.CAPTURE
+        ) from None
+    notes.print(f"{readings} readings, {events} events")
+    if series is not None and plot is not None:
+        from ._plot import draw
+
+        try:
+            draw(plot, series, title=f"{wanted} ({path.name})")
+        except OSError as exc:
+            raise Failure(
+                f"cannot write the plot {plot}: {exc.strerror or exc}", ExitCode.CAPTURE
+            ) from None
+        notes.print(f"Plot written to {plot}")
+
+
+def _log_time(timestamp: float) -> dt.datetime:
+    try:
+        return dt.datetime.fromtimestamp(timestamp, dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        return dt.datetime.fromtimestamp(0, dt.UTC)
 
 
 def _broken_pipe() -> None:
