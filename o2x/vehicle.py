@@ -259,6 +259,8 @@ class O2XVehicle:
         # Use first_time(), previous() or over_can(); this signature is not part of the API.
         self._vin = vin
         self._can_bus = can_bus
+        # Sees every CAN message read (o2x record --can); set before entering.
+        self._can_recorder: Callable[[can.Message], object] | None = None
         self._first_time = first_time
         self.timeouts = timeouts if timeouts is not None else Timeouts()
         if not isinstance(self.timeouts, Timeouts):
@@ -514,9 +516,11 @@ class O2XVehicle:
         if self._can_bus is not None:
             from .can.source import CanSource
 
-            return CanSource(
+            source = CanSource(
                 self._can_bus, self, vin=self._vin, vin_wait=self.timeouts.loose_connection
             )
+            source.recorder = self._can_recorder
+            return source
         from .dongle import DongleSource
 
         assert self._vin is not None

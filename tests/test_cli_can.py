@@ -83,3 +83,27 @@ def test_watch_can_usage_errors(args: list[str], code: int, message: str) -> Non
     assert result.exit_code == code
     assert message in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_record_can_writes_a_candump_log_that_replays(tmp_path: Path) -> None:
+    log = tmp_path / "drive.log"
+    result = o2x(
+        "record", "--can", channel(), "--simulate", VIN, "-o", str(log), "--duration", "1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = log.read_text().splitlines()
+    assert len(lines) > 6
+    assert all(" 5" in line or " 7" in line for line in lines)  # 0x58x, 0x59x, 0x71x frames
+    replayed = o2x("replay", str(log), "--json", "--reception", "status")
+    assert replayed.exit_code == 0, replayed.output
+    first = json.loads(replayed.stdout.splitlines()[0])
+    assert from_sdk(first["result"]).vin == VIN
+
+
+def test_record_can_needs_a_can_log_suffix(tmp_path: Path) -> None:
+    result = o2x(
+        "record", "--can", channel(), "--simulate", VIN, "-o", str(tmp_path / "x.o2xcap"),
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert ".log" in result.stderr
+    assert not (tmp_path / "x.o2xcap").exists()

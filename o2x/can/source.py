@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -60,6 +61,11 @@ class CanSource:
         self._vin_seen = anyio.Event()
         self._cant_charge = False
         self._read_error: BaseException | None = None
+        #: Sees every message read, before it is decoded (``o2x record --can``: a
+        #: python-can writer such as ``can.Logger``). A failing recorder is dropped.
+        self.recorder: Callable[[can.Message], object] | None = None
+        #: Why recording stopped, if it did.
+        self.recording_error: BaseException | None = None
 
     # --- Source -------------------------------------------------------------------------
 
@@ -153,6 +159,14 @@ class CanSource:
         return batch
 
     def _frames(self, batch: list[can.Message]) -> None:
+        if self.recorder is not None:
+            try:
+                for message in batch:
+                    self.recorder(message)
+            except Exception as exc:  # a full disk must not stop the readings
+                _log.warning("recording stopped: %s", exc)
+                self.recording_error = exc
+                self.recorder = None
         ami = self.ami
         feed = ami.feed
         before = ami.stats.frames

@@ -95,6 +95,23 @@ def _timeout_option(f: F) -> F:
     )(f)
 
 
+def _can_options(f: F) -> F:
+    f = click.option(
+        "--bitrate",
+        type=click.IntRange(min=1),
+        default=500_000,
+        show_default=True,
+        help="The CAN bit rate, with --can.",
+    )(f)
+    return click.option(
+        "--can",
+        "can_interface",
+        metavar="INTERFACE:CHANNEL",
+        help="Read the car's own CAN bus through python-can (socketcan:can0, "
+        "virtual:demo...) instead of a Bluetooth dongle; the VIN is then optional.",
+    )(f)
+
+
 def _vehicle_arguments(f: F) -> F:
     f = click.option(
         "--previous",
@@ -230,20 +247,7 @@ def scan(
     metavar="SECONDS",
     help="Stop after streaming this long (exit 0).",
 )
-@click.option(
-    "--can",
-    "can_interface",
-    metavar="INTERFACE:CHANNEL",
-    help="Read the car's own CAN bus through python-can (socketcan:can0, "
-    "virtual:demo...) instead of a Bluetooth dongle; the VIN is then optional.",
-)
-@click.option(
-    "--bitrate",
-    type=click.IntRange(min=1),
-    default=500_000,
-    show_default=True,
-    help="The CAN bit rate, with --can.",
-)
+@_can_options
 @_backend_option
 @_simulate_options
 def watch(
@@ -331,6 +335,7 @@ def vin_command(simulate: bool) -> None:
 )
 @_timeout_option
 @_json_option("Also print each reading and event, decoded live, as JSON lines.")
+@_can_options
 @_backend_option
 @_simulate_options
 def record(
@@ -341,6 +346,8 @@ def record(
     duration: float | None,
     timeout: float | None,
     json_mode: bool,
+    can_interface: str | None,
+    bitrate: int,
     backend: str,
     simulate: bool,
     sim_vin: str | None,
@@ -351,6 +358,8 @@ def record(
     The file keeps every notification with the time it was received, flushed
     as it comes: if the recording is killed, at most the last record is lost.
     Decode it with `o2x replay`. Ctrl-C stops the recording cleanly (exit 130).
+    With --can, every frame read off the bus goes to a python-can log instead,
+    chosen by the file's suffix: .log (candump -l), .asc or .blf.
     """
     from ._live import record as record_to
 
@@ -363,6 +372,8 @@ def record(
         sim_vin=sim_vin,
         sim_speed=sim_speed,
         backend=backend,
+        can_interface=can_interface,
+        bitrate=bitrate,
     )
     run(
         partial(record_to, out, err, target, path=output, duration=duration, json_mode=json_mode),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -171,7 +172,7 @@ async def connected(
 ) -> AsyncIterator[V]:
     """The vehicle, scanned for (with a spinner) and connected, for the block."""
     if target.can is not None:
-        async with _connected_over_can(cls, target, err) as car:
+        async with _connected_over_can(cls, target, err, prepare=prepare) as car:
             yield car
         return
     async with AsyncExitStack() as stack:
@@ -186,7 +187,9 @@ async def connected(
 
 
 @asynccontextmanager
-async def _connected_over_can(cls: type[V], target: Target, err: Console) -> AsyncIterator[V]:
+async def _connected_over_can(
+    cls: type[V], target: Target, err: Console, *, prepare: Callable[[V], None] | None = None
+) -> AsyncIterator[V]:
     import can
 
     from ..sim.can import SimulatedCanCar
@@ -220,6 +223,8 @@ async def _connected_over_can(cls: type[V], target: Target, err: Console) -> Asy
             ) from exc
         timeouts = Timeouts(scan=target.scan_limit or DEFAULT_SCAN_TIMEOUT)
         car = cls.over_can(bus, vin=target.vin or None, timeouts=timeouts)
+        if prepare is not None:
+            prepare(car)
         with spinner(err, f"Waiting for the car on {interface}:{channel}", target.scan_limit):
             await stack.enter_async_context(car)
         yield car
@@ -288,6 +293,58 @@ async def watch(
 # --- record --------------------------------------------------------------------------
 
 
+async def _record_can(
+    out: Console,
+    err: Console,
+    target: Target,
+    *,
+    path: Path,
+    duration: float | None,
+    json_mode: bool,
+) -> None:
+    """``record --can``: every frame read off the bus into a python-can log (by suffix)."""
+    import can
+
+    from ..can.log import LOG_SUFFIXES
+
+    if path.suffix.lower() not in LOG_SUFFIXES[:3]:
+        raise Failure(
+            f"with --can, record writes a CAN log: name it .log (candump), .asc or .blf, "
+            f"not {path.name}",
+            ExitCode.USAGE,
+        )
+    created = not path_exists(path)
+    try:
+        writer = can.Logger(os.fspath(path))
+    except (OSError, ValueError) as exc:
+        raise Failure(f"cannot write the CAN log {path}: {exc}", ExitCode.CAPTURE) from None
+    frames = 0
+    started = time.monotonic()
+
+    def write(message: can.Message) -> None:
+        nonlocal frames
+        writer(message)
+        frames += 1
+
+    def attach(car: O2XVehicle) -> None:
+        car._can_recorder = write
+
+    try:
+        async with connected(O2XVehicle, target, err, prepare=attach) as car:
+            err.print(f"Recording {car.vin} on {car.address} to {path}.")
+            with anyio.move_on_after(duration if duration is not None else math.inf):
+                async for info in car.samples():
+                    if json_mode:
+                        write_line(sample_json(info, "information"))
+    finally:
+        writer.stop()
+        if frames == 0 and created:
+            remove_quietly(path)
+    (err if json_mode else out).print(
+        f"Recorded {time.monotonic() - started:.1f} s to {path}: {frames} frames"
+    )
+
+
 class _RecordingStatus:
     """The one-line status shown on stderr while recording (redrawn by rich's thread)."""
 
@@ -326,6 +383,9 @@ async def record(
     json_mode: bool,
 ) -> None:
     """Record the vehicle's raw notifications to ``path`` for ``duration`` s (or until stopped)."""
+    if target.can is not None:
+        await _record_can(out, err, target, path=path, duration=duration, json_mode=json_mode)
+        return
     # Only a file this command creates may be deleted again: the path could be a
     # device or a file the user already had.
     created = not path_exists(path)
