@@ -8,8 +8,8 @@ then pushed by a producer while a consumer task iterates ``car.samples()``.
 
 Paths measured (``-> consumer`` always means: received by ``async for`` in a task):
 
-* ``asyncio sink``: the producer task calls ``car.notifications(gen, [chunk])`` on
-  the caller's loop (the sink method itself).
+* ``asyncio sink``: the producer task calls the dongle source's
+  ``notifications(gen, [chunk])`` on the caller's loop (the sink method itself).
 * ``asyncio bleak``: the producer calls the callback the stub backend got from
   ``BleakClient.start_notify`` with a ``bytearray``, as bleak does; this adds
   ``BleakLink._received`` (same loop: direct call).
@@ -62,6 +62,7 @@ from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
 import o2x.vehicle
 from o2x import O2XVehicle, Timeouts
 from o2x._aio import AsyncioPortal, open_portal
+from o2x.dongle import DongleSource
 from o2x.frames import encode_identity, encode_info
 from o2x.model import Gear, SystemState
 from o2x.profile import (
@@ -290,7 +291,9 @@ async def measure(path: str, frames: list[Any], burst: int) -> Run:
                 producer: Producer
                 if path == "sink":
                     # The sink takes a list of chunks: one chunk each, made in advance.
-                    send = functools.partial(car.notifications, car._generation)
+                    source = car._source
+                    assert isinstance(source, DongleSource)
+                    send = functools.partial(source.notifications, source._generation)
                     producer = Producer(send, frames, burst)
                     producer.drained = anyio.Event()
 
