@@ -45,7 +45,7 @@ from ..model import (
     VehicleStatus,
     normalize_vin,
 )
-from .dbc import CompiledMessage, Value, compiled
+from .dbc import CompiledMessage, SignalSpec, Value, compiled
 
 __all__ = ["AmiBus", "AmiBusStats"]
 
@@ -103,7 +103,16 @@ class _Slot:
         self.timestamp = -math.inf
         #: The values of ``payload`` (``None`` for one out of range), or ``None`` if stale.
         self.decoded: tuple[Value | None, ...] | None = None
-        self.ranges = tuple((s.minimum, s.maximum) for s in message.signals)
+        #: Each signal's limits, widened by half a step: a raw value at the DBC's limit
+        #: scales to a float a rounding error past it (32767 * 0.1 > 3276.7).
+        self.ranges = tuple(_limits(s) for s in message.signals)
+
+
+def _limits(signal: SignalSpec) -> tuple[float | None, float | None]:
+    slack = abs(signal.scale) / 2
+    low = None if signal.minimum is None else signal.minimum - slack
+    high = None if signal.maximum is None else signal.maximum + slack
+    return low, high
 
 
 class AmiBus:
