@@ -145,3 +145,45 @@ async def test_one_vehicle_at_a_time_holds_for_a_bus_too() -> None:
 async def test_over_can_refuses_what_is_not_a_bus() -> None:
     with pytest.raises(TypeError, match="BusABC"):
         O2XVehicle.over_can("can0")  # type: ignore[arg-type]
+
+
+def battery_frame(soc: int) -> can.Message:
+    # 0x580: current 0 A (bytes 0-1), 50.20 V = 5020 = 0x139C (bytes 2-3), SoC in byte 5.
+    data = bytes([0x00, 0x00, 0x9C, 0x13, 0x00, soc, 0x00, 0x00])
+    return can.Message(arbitration_id=0x580, data=data, is_extended_id=False)
+
+
+#: The VIN frames of VIN, ASCII from byte 0: 0x712 chars 1-3, 0x710 4-9, 0x711 10-17.
+VIN_FRAMES = [
+    can.Message(arbitration_id=0x712, data=b"VR1", is_extended_id=False),
+    can.Message(arbitration_id=0x710, data=b"AB12C3", is_extended_id=False),
+    can.Message(arbitration_id=0x711, data=b"D4567890", is_extended_id=False),
+]
+
+
+async def test_a_burst_of_frames_is_a_few_readings_and_the_last_value_is_not_lost() -> None:
+    channel = f"o2x-test-{next(_channels)}"
+    with (
+        can.Bus(interface="virtual", channel=channel) as car_side,
+        can.Bus(interface="virtual", channel=channel) as bus,
+    ):
+        for message in [*VIN_FRAMES, battery_frame(50)]:
+            car_side.send(message)
+        async with O2XVehicle.over_can(bus, vin=VIN) as car:
+            samples = car.samples()
+            assert car.stats.identity_verified
+            # 100 frames over about 0.3 s, each read on its own (a busy bus), then
+            # silence: a few readings, and the one held back must still come, with
+            # the newest value. (The sleep paces the sender, as a bus's rate does.)
+            for i in range(100):
+                car_side.send(battery_frame(i if i < 99 else 42))
+                await anyio.sleep(0.003)
+            seen = []
+            with anyio.fail_after(WAIT):
+                async for info in samples:
+                    assert info.data.battery_soc is not None
+                    seen.append(info.data.battery_soc.value)
+                    if seen[-1] == 42:
+                        break
+            assert len(seen) < 20, f"{len(seen)} readings for 100 frames"
+            assert car.stats.frames >= 104

@@ -4,8 +4,12 @@ A bus has one peer and nothing to scan: "scanning" waits for the first frame of 
 message o2x reads, "connecting" is free, and the identity is the VIN the bus
 broadcasts (0x710..0x712), waited for a while. Frames are read in a worker thread,
 a batch at a time (whatever the bus holds, up to :data:`BATCH`), so that the
-thread hop is paid per batch and not per frame; each batch that carried a frame
-o2x reads gives one reading, taken from :class:`~o2x.can.AmiBus`.
+thread hop is paid per batch and not per frame. A batch that carried a frame o2x
+reads gives a reading, taken from :class:`~o2x.can.AmiBus`, but at most one every
+:data:`READING_INTERVAL`: a busy bus hands over a batch of a few frames thousands
+of times a second, and a reading each time would cost the vehicle's pipeline far
+more than the decoding (``benchmarks/README.md``, "CAN"). A reading held back is
+taken as soon as the interval is over, whether or not more frames come.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ BATCH: Final = 512
 #: How long one read in the worker thread waits for a first frame, in seconds: the
 #: longest a cancellation (leaving the vehicle) waits for the thread.
 POLL: Final = 0.1
+#: Seconds between two readings, at least (20 readings a second at most).
+READING_INTERVAL: Final = 0.05
 
 
 class CanSource:
@@ -61,6 +67,10 @@ class CanSource:
         self._vin_seen = anyio.Event()
         self._cant_charge = False
         self._read_error: BaseException | None = None
+        #: When the last reading was taken (anyio's clock), and whether frames
+        #: came since that the interval held back.
+        self._last_reading = -math.inf
+        self._held_back = False
         #: Sees every message read, before it is decoded (``o2x record --can``: a
         #: python-can writer such as ``can.Logger``). A failing recorder is dropped.
         self.recorder: Callable[[can.Message], object] | None = None
@@ -128,10 +138,13 @@ class CanSource:
     async def _read_loop(self) -> None:
         recv_batch = self._recv_batch
         while True:
+            wait = POLL
+            if self._held_back:
+                wait = max(0.0, self._last_reading + READING_INTERVAL - anyio.current_time())
             try:
                 # Not abandoned on cancellation: the thread is waited for (at most
                 # POLL seconds), so that nothing outlives the vehicle's block.
-                batch = await anyio.to_thread.run_sync(recv_batch)
+                batch = await anyio.to_thread.run_sync(recv_batch, wait)
             except Exception as exc:  # python-can raises CanError and OSError
                 # A bus that fails to read (an unplugged USB adapter) is a silent
                 # bus: the loose-connection timer reports it, and reading is tried
@@ -144,12 +157,18 @@ class CanSource:
             self._read_error = None
             if batch:
                 self._frames(batch)
+            if (
+                self._held_back
+                and self._subscribed
+                and anyio.current_time() - self._last_reading >= READING_INTERVAL
+            ):
+                self._reading()
 
-    def _recv_batch(self) -> list[can.Message]:
-        # In the worker thread: the first frame waits up to POLL, the rest are
-        # whatever the bus already holds.
+    def _recv_batch(self, wait: float) -> list[can.Message]:
+        # In the worker thread: the first frame waits up to ``wait`` seconds, the
+        # rest are whatever the bus already holds.
         recv = self._bus.recv
-        message = recv(POLL)
+        message = recv(wait)
         batch: list[can.Message] = []
         while message is not None:
             batch.append(message)
@@ -187,6 +206,15 @@ class CanSource:
             self._sink.advertisement(self.address, self._expected_vin or ami.vin or "")
         if not self._subscribed:
             return
+        if anyio.current_time() - self._last_reading < READING_INTERVAL:
+            self._held_back = True
+            return
+        self._reading()
+
+    def _reading(self) -> None:
+        ami = self.ami
+        self._held_back = False
+        self._last_reading = anyio.current_time()
         items: list[Received] = [ami.snapshot(vin=self._vin or "", received_at=self._wall())]
         cant_charge = ami.cant_charge
         if cant_charge and not self._cant_charge:
