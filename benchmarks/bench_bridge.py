@@ -292,7 +292,7 @@ class FakeBlueZ:
     def _handle(self, msg: Any) -> Any:
         from dbus_fast import Message, MessageType, Variant
 
-        from o2x.profile import COMPANY_ID, manufacturer_data_for
+        from o2x.dongle.profile import COMPANY_ID, manufacturer_data_for
 
         if msg.message_type is not MessageType.METHOD_CALL:
             return None
@@ -370,7 +370,7 @@ async def bluez_scan(factory: Callable[[], Any]) -> str:
     against :class:`FakeBlueZ` on a private bus: does the advertisement come back?"""
     from bleak import BleakScanner
 
-    from o2x.profile import advertised_vin
+    from o2x.dongle.profile import advertised_vin
 
     with private_system_bus() as address:
         if address is None:

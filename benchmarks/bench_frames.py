@@ -43,8 +43,7 @@ from typing import Any
 
 import construct as cs
 
-from o2x.errors import BadCRC, FrameError
-from o2x.frames import (
+from o2x.dongle.frames import (
     _BATTERY,
     _BATTERY_CODES,
     _BRAKE,
@@ -58,6 +57,7 @@ from o2x.frames import (
     decode_frame,
     encode_info,
 )
+from o2x.errors import BadCRC, FrameError
 from o2x.model import _ALERTS_BY_MASK, Alerts, BatteryState, Gear, ParkBrake, SystemState
 
 # --- the frames -------------------------------------------------------------------

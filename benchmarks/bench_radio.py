@@ -16,8 +16,8 @@ import time
 import trio
 from bleak import BleakClient, BleakScanner
 
-from o2x.frames import FrameDecoder
-from o2x.profile import COMPANY_ID, TELEMETRY_UUID
+from o2x.dongle.frames import FrameDecoder
+from o2x.dongle.profile import COMPANY_ID, TELEMETRY_UUID
 from o2x.sim import SimulatedVehicle, VirtualRadio
 
 VIN = "VR7ABCDEF12345678"

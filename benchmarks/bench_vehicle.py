@@ -63,9 +63,8 @@ import o2x.vehicle
 from o2x import O2XVehicle, Timeouts
 from o2x._aio import AsyncioPortal, open_portal
 from o2x.dongle import DongleSource
-from o2x.frames import encode_identity, encode_info
-from o2x.model import Gear, SystemState
-from o2x.profile import (
+from o2x.dongle.frames import encode_identity, encode_info
+from o2x.dongle.profile import (
     COMPANY_ID,
     IDENTITY_UUID,
     SERVICE_UUID,
@@ -73,6 +72,7 @@ from o2x.profile import (
     local_name_for,
     manufacturer_data_for,
 )
+from o2x.model import Gear, SystemState
 
 VIN = "VR7ABCDEF12345678"
 ADDRESS = "F0:0D:00:00:00:01"

@@ -2,7 +2,7 @@
 
 A capture keeps exactly what the radio delivered — notification payloads, cut
 wherever the dongle cut them — so that a drive can be decoded again later, offline,
-by the same :class:`~o2x.frames.FrameDecoder` that decoded it live. The layout is
+by the same :class:`~o2x.dongle.frames.FrameDecoder` that decoded it live. The layout is
 documented in ``docs/protocol.md`` ("Capture files"); in short::
 
     header   magic b"\\x89O2XCAP\\n" | u16 version | u32 n | n bytes of JSON metadata
@@ -34,8 +34,8 @@ from typing import IO, Any, Final, NamedTuple, Self
 import attrs
 
 from .dongle import DongleSource
+from .dongle.frames import Frame, FrameDecoder
 from .errors import O2XError
-from .frames import Frame, FrameDecoder
 from .machine import Action, DeliverEvent
 from .model import EventKind, _quote, normalize_vin
 from .source import Source
@@ -475,7 +475,7 @@ def replay(
 ) -> Iterator[tuple[int, Frame | LinkChange]]:
     """Decode records as the live client did: ``(offset_ns, frame or link change)`` pairs.
 
-    Notifications go through ``decoder`` (a new :class:`~o2x.frames.FrameDecoder`
+    Notifications go through ``decoder`` (a new :class:`~o2x.dongle.frames.FrameDecoder`
     by default; pass one to read its statistics afterwards), which forgets any
     partial frame at each new link, exactly as :class:`~o2x.O2XVehicle` does on
     reconnecting. Records of unknown kinds are skipped.

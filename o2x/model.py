@@ -2,7 +2,7 @@
 
 Everything here is plain data: immutable attrs classes and str-valued enums whose
 values are the SDK's own strings. Serialisation lives in :mod:`o2x.sdk`, the wire
-format in :mod:`o2x.frames`; this module imports neither.
+format in :mod:`o2x.dongle.frames`; this module imports neither.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import attrs
 from .errors import InvalidVIN
 
 if TYPE_CHECKING:
-    from .frames import InfoFrame
+    from .dongle.frames import InfoFrame
 
 __all__ = [
     "Alerts",

@@ -21,8 +21,8 @@ from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 
 from ._aio import AsyncioPortal
+from .dongle.profile import IDENTITY_UUID, TELEMETRY_UUID, advertised_vin
 from .errors import BluetoothUnavailable, ConnectionFailed
-from .profile import IDENTITY_UUID, TELEMETRY_UUID, advertised_vin
 
 __all__ = ["BleakLink", "LinkSink", "bluetooth_hint"]
 

@@ -36,7 +36,7 @@ from o2x.capture import (
 )
 from o2x.cli import cli
 from o2x.cli._replay import describe_header
-from o2x.frames import EventFrame, FrameDecoder, InfoFrame, encode_event, encode_info
+from o2x.dongle.frames import EventFrame, FrameDecoder, InfoFrame, encode_event, encode_info
 from o2x.model import SystemState
 from o2x.sim import SimulatedVehicle, VirtualRadio
 

@@ -15,8 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from o2x.errors import BadCRC, UnknownFrameType, ValueOutOfRange
-from o2x.frames import (
+from o2x.dongle.frames import (
     MAX_FRAME_SIZE,
     DecoderStats,
     EventFrame,
@@ -31,6 +30,7 @@ from o2x.frames import (
     encode_identity,
     encode_info,
 )
+from o2x.errors import BadCRC, UnknownFrameType, ValueOutOfRange
 from o2x.model import EventKind, Gear, SystemState
 
 VIN = "VR1AB12C3D4567890"

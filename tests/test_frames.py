@@ -15,17 +15,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from o2x.errors import (
-    BadCRC,
-    BadStartOfFrame,
-    FrameError,
-    O2XError,
-    TruncatedFrame,
-    UnknownFrameType,
-    UnsupportedVersion,
-    ValueOutOfRange,
-)
-from o2x.frames import (
+from o2x.dongle.frames import (
     MAX_FRAME_SIZE,
     MAX_PAYLOAD,
     EventFrame,
@@ -39,6 +29,16 @@ from o2x.frames import (
     encode_frame,
     encode_identity,
     encode_info,
+)
+from o2x.errors import (
+    BadCRC,
+    BadStartOfFrame,
+    FrameError,
+    O2XError,
+    TruncatedFrame,
+    UnknownFrameType,
+    UnsupportedVersion,
+    ValueOutOfRange,
 )
 from o2x.model import Alerts, BatteryState, EventKind, Gear, ParkBrake, SystemState
 
@@ -705,3 +705,15 @@ def test_encode_frame_builds_any_frame() -> None:
     with pytest.raises(ValueError, match="single bytes"):
         encode_frame(256, b"")
     assert struct.unpack("<H", raw[-2:])[0] == reference_crc(raw[1:-2])
+
+
+def test_the_old_module_paths_still_work() -> None:
+    import o2x.dongle.frames
+    import o2x.dongle.profile
+    import o2x.frames
+    import o2x.profile
+
+    for old, new in ((o2x.frames, o2x.dongle.frames), (o2x.profile, o2x.dongle.profile)):
+        assert old.__all__ == new.__all__
+        for name in new.__all__:
+            assert getattr(old, name) is getattr(new, name), name

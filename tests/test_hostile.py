@@ -26,9 +26,8 @@ from hypothesis import strategies as st
 
 import o2x
 from o2x import O2XVehicle, ScanTimeout, Timeouts, _state
-from o2x.frames import encode_frame, encode_identity, encode_info
-from o2x.model import SystemState
-from o2x.profile import (
+from o2x.dongle.frames import encode_frame, encode_identity, encode_info
+from o2x.dongle.profile import (
     COMPANY_ID,
     IDENTITY_UUID,
     PROFILE_VERSION,
@@ -37,6 +36,7 @@ from o2x.profile import (
     advertised_vin,
     manufacturer_data_for,
 )
+from o2x.model import SystemState
 from o2x.sim import SimulatedVehicle, VirtualRadio
 from o2x.sim._stack import AD_FLAGS, AD_MANUFACTURER, address_for, build_ad, make_device
 

@@ -27,7 +27,7 @@ from hypothesis.stateful import (
 )
 
 from o2x import ConnectionFailed, IdentityMismatch, O2XError, ScanTimeout, derive_status
-from o2x.frames import (
+from o2x.dongle.frames import (
     EventFrame,
     InfoFrame,
     decode_frame,

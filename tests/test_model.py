@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from o2x.dongle.frames import InfoFrame, decode_frame, encode_info
 from o2x.errors import InvalidVIN
-from o2x.frames import InfoFrame, decode_frame, encode_info
 from o2x.model import (
     Alerts,
     BatteryState,

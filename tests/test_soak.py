@@ -17,8 +17,8 @@ from bleak import BleakClient
 from soak import DROP, PAUSE, SILENCE, SIZE, SoakConfig, run_soak
 
 from o2x import VehicleStatus
-from o2x.frames import FrameDecoder, InfoFrame
-from o2x.profile import TELEMETRY_UUID
+from o2x.dongle.frames import FrameDecoder, InfoFrame
+from o2x.dongle.profile import TELEMETRY_UUID
 from o2x.sim import LogKind, SimulatedVehicle, VirtualRadio
 
 pytestmark = pytest.mark.anyio

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.text import Text
 
 from ..capture import CaptureError, CaptureHeader, CaptureReader, LinkChange, replay
-from ..frames import EventFrame, FrameDecoder, IdentityFrame, InfoFrame
+from ..dongle.frames import EventFrame, FrameDecoder, IdentityFrame, InfoFrame
 from ..model import Alerts, EventKind, VehicleInfo, VehicleStatus
 from ._common import (
     EVENT_MEANING,

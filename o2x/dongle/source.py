@@ -9,10 +9,10 @@ from anyio.abc import TaskGroup
 
 from .._aio import AsyncioPortal
 from ..errors import ConnectionFailed, FrameError
-from ..frames import EventFrame, FrameDecoder, IdentityFrame, InfoFrame, decode_frame
 from ..model import VehicleInfo
 from ..source import LinkCounters, Received, SourceSink, WallClock
 from ..transport import DISCONNECT_TIMEOUT, BleakLink
+from .frames import EventFrame, FrameDecoder, IdentityFrame, InfoFrame, decode_frame
 
 if TYPE_CHECKING:
     from ..capture import _Recorder
@@ -24,6 +24,7 @@ class DongleSource:
     """An O2X dongle over bleak (the system's Bluetooth or a virtual radio)."""
 
     single_peer = False
+    not_found_hint = "check that the car is switched on and within Bluetooth range (a few metres)"
 
     def __init__(
         self,

@@ -85,7 +85,7 @@ class InfoValues:
     total_odometer: float | None
 
     def as_kwargs(self) -> dict[str, Any]:
-        """The fields as keyword arguments for :func:`o2x.frames.encode_info`."""
+        """The fields as keyword arguments for :func:`o2x.dongle.frames.encode_info`."""
         return attrs.asdict(self, recurse=False)
 
 

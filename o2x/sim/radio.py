@@ -38,7 +38,7 @@ class VirtualRadio:
 
         import asyncio
         from bleak import BleakClient, BleakScanner
-        from o2x.frames import FrameDecoder
+        from o2x.dongle.frames import FrameDecoder
         from o2x.sim import SimulatedVehicle, VirtualRadio
 
         async def main():

@@ -20,9 +20,8 @@ import attrs
 from bumble import att, gatt, hci
 
 from .._aio import AsyncioPortal
-from ..frames import encode_event, encode_identity, encode_info
-from ..model import EventKind, VehicleStatus, derive_status, normalize_vin
-from ..profile import (
+from ..dongle.frames import encode_event, encode_identity, encode_info
+from ..dongle.profile import (
     COMPANY_ID,
     IDENTITY_UUID,
     SERVICE_UUID,
@@ -30,6 +29,7 @@ from ..profile import (
     local_name_for,
     manufacturer_data_for,
 )
+from ..model import EventKind, VehicleStatus, derive_status, normalize_vin
 from ._portal import call_async, call_sync
 from ._stack import (
     AD_COMPLETE_NAME,

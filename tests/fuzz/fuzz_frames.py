@@ -40,8 +40,7 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports(include=["o2x"]):
-    from o2x.errors import FrameError
-    from o2x.frames import (
+    from o2x.dongle.frames import (
         MAX_FRAME_SIZE,
         SOF,
         Frame,
@@ -54,6 +53,7 @@ with atheris.instrument_imports(include=["o2x"]):
         encode_identity,
         encode_info,
     )
+    from o2x.errors import FrameError
     from o2x.model import Alerts, BatteryState, EventKind, Gear, ParkBrake, SystemState
 
 # The largest chunk the input may ask for: beyond a frame and a half, bigger chunks

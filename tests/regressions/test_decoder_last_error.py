@@ -17,7 +17,7 @@ import weakref
 
 import pytest
 
-from o2x.frames import FrameDecoder, encode_frame, encode_info
+from o2x.dongle.frames import FrameDecoder, encode_frame, encode_info
 
 
 class _Held:

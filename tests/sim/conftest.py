@@ -18,8 +18,8 @@ from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
-from o2x.frames import EventFrame, Frame, FrameDecoder, InfoFrame
-from o2x.profile import TELEMETRY_UUID
+from o2x.dongle.frames import EventFrame, Frame, FrameDecoder, InfoFrame
+from o2x.dongle.profile import TELEMETRY_UUID
 from o2x.sim import SimulatedVehicle, VirtualRadio
 
 

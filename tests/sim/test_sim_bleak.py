@@ -21,8 +21,8 @@ from bleak.exc import (
 )
 
 from o2x import Gear, ParkBrake, SystemState
-from o2x.frames import IdentityFrame, decode_frame
-from o2x.profile import IDENTITY_UUID, SERVICE_UUID, TELEMETRY_UUID
+from o2x.dongle.frames import IdentityFrame, decode_frame
+from o2x.dongle.profile import IDENTITY_UUID, SERVICE_UUID, TELEMETRY_UUID
 from o2x.sim import SimulatedVehicle, VirtualRadio
 
 pytestmark = pytest.mark.anyio

@@ -13,8 +13,8 @@ import pytest
 from bleak import BleakClient, BleakScanner
 
 from o2x import EventKind, Gear, ParkBrake, SystemState, VehicleStatus, derive_status
-from o2x.frames import InfoFrame
-from o2x.profile import TELEMETRY_UUID
+from o2x.dongle.frames import InfoFrame
+from o2x.dongle.profile import TELEMETRY_UUID
 from o2x.sim import Fault, LogKind, SimulatedVehicle, VirtualRadio
 
 pytestmark = pytest.mark.anyio
