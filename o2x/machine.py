@@ -335,6 +335,7 @@ class VehicleMachine:
         first_time: bool,
         timeouts: Timeouts | None = None,
         single_peer: bool = False,
+        not_found_hint: str = "check that the car is switched on and within range",
     ) -> None:
         #: The VIN looked for; ``None`` accepts the first peer whose identity
         #: matches its advertisement (a CAN bus that names its own VIN; tests).
@@ -344,6 +345,8 @@ class VehicleMachine:
         #: cannot be set up before the vehicle first streamed fails at once, with
         #: the error that stopped it, instead of being retried until the scan ends.
         self.single_peer = single_peer
+        #: The advice of the error raised when no vehicle was found (the source's).
+        self.not_found_hint = not_found_hint
         self.timeouts = timeouts or Timeouts()
         self.state = State.IDLE
         #: Address of the link being set up or streaming.
@@ -602,10 +605,8 @@ class VehicleMachine:
                 f"within {seconds:g} s{reason}"
             )
         else:
-            error = ScanTimeout(
-                f"no vehicle {self.vin} found within {seconds:g} s; check that the car "
-                "is switched on and within Bluetooth range (a few metres)"
-            )
+            which = "no vehicle" if self.vin is None else f"no vehicle {self.vin}"
+            error = ScanTimeout(f"{which} found within {seconds:g} s; {self.not_found_hint}")
         actions: list[Action] = [Disconnect() if self.state is State.CONNECTING else StopScan()]
         self._enter_closed()
         actions.append(Fail(error))

@@ -61,6 +61,8 @@ class Source(Protocol):
 
     #: The peer has no other to replace it (a CAN bus): setup failures are final.
     single_peer: bool
+    #: What to check when no vehicle was found, for the error that says so.
+    not_found_hint: str
 
     def start(self, task_group: TaskGroup) -> None:
         """Start what the source runs in the background, in the vehicle's task group."""

@@ -498,6 +498,7 @@ class O2XVehicle:
                 first_time=self._first_time,
                 timeouts=self.timeouts,
                 single_peer=source.single_peer,
+                not_found_hint=source.not_found_hint,
             )
             self._task_group = anyio.create_task_group()
             await self._task_group.__aenter__()

@@ -25,10 +25,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import can
 import pytest
 from click.testing import CliRunner
 
-from o2x import Gear, ParkBrake, VehicleInfo, VehicleStatus
+from o2x import EventKind, Gear, ParkBrake, VehicleInfo, VehicleStatus
 from o2x.can import AmiBus
 from o2x.can.log import find_vin, log_messages, log_readings
 from o2x.cli import cli
@@ -125,3 +126,23 @@ def test_a_damaged_log_keeps_what_came_before(tmp_path: Path) -> None:
     assert result.exit_code == 6
     assert "damaged after" in result.stderr
     assert "driving" in result.stdout  # the readings before the damage were shown
+
+
+def test_a_cant_charge_that_begins_with_the_last_frame_is_reported() -> None:
+    def message(t: float, can_id: int, hex_data: str) -> can.Message:
+        return can.Message(
+            timestamp=t, arbitration_id=can_id, data=bytes.fromhex(hex_data), is_extended_id=False
+        )
+
+    messages = [
+        # 0x714 brake released; 0x580 0.0 A, 50.20 V, SoC 64 %
+        message(1.00, 0x714, "00 00"),
+        message(1.00, 0x580, "00 00 9c 13 00 40 00 00"),
+        # 0x582: 9000 s = 0x2328 remaining, the last frame of the log, 10 ms later:
+        # within the reading interval, so only the reading at the end sees it.
+        message(1.01, 0x582, "28 23 00 00 00 00 00 00"),
+    ]
+    items = [item for _, item in log_readings(messages, vin="VR1AB12C3D4567890")]
+    assert items[-1] is EventKind.CANT_CHARGE
+    assert isinstance(items[-2], VehicleInfo)
+    assert items[-2].data.charge_delay is not None

@@ -107,3 +107,18 @@ def test_record_can_needs_a_can_log_suffix(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert ".log" in result.stderr
     assert not (tmp_path / "x.o2xcap").exists()
+
+
+def test_record_can_on_a_full_disk_says_so_and_exits_6(tmp_path: Path) -> None:
+    full = Path("/dev/full")
+    if not full.exists():
+        pytest.skip("no /dev/full here")
+    log = tmp_path / "drive.log"
+    log.symlink_to(full)  # every write that reaches the disk fails with ENOSPC
+    result = o2x(
+        "record", "--can", channel(), "--simulate", VIN, "-o", str(log), "--duration", "30",
+    )  # fmt: skip
+    assert result.exit_code == 6, result.output
+    assert "cannot write the CAN log" in result.stderr
+    assert "No space left on device" in result.stderr
+    assert "Recorded" not in result.output

@@ -187,3 +187,18 @@ async def test_a_burst_of_frames_is_a_few_readings_and_the_last_value_is_not_los
                         break
             assert len(seen) < 20, f"{len(seen)} readings for 100 frames"
             assert car.stats.frames >= 104
+
+
+async def test_a_bus_that_carries_nothing_of_the_car_says_what_to_check() -> None:
+    channel = f"o2x-test-{next(_channels)}"
+    with (
+        can.Bus(interface="virtual", channel=channel) as other,
+        can.Bus(interface="virtual", channel=channel) as bus,
+    ):
+        other.send(can.Message(arbitration_id=0x123, data=b"\x01", is_extended_id=False))
+        with (
+            anyio.fail_after(WAIT),
+            pytest.raises(o2x.ScanTimeout, match=r"^no vehicle found within 0.3 s; .*OBD-II"),
+        ):
+            async with O2XVehicle.over_can(bus, timeouts=Timeouts(scan=0.3)):
+                pytest.fail("found a car on a bus without one")

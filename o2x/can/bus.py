@@ -10,8 +10,12 @@ ID. :meth:`AmiBus.feed` therefore only files the payload away (after checking it
 and length); it is decoded, with the compiled decoders of :mod:`o2x.can.dbc`, when a
 reading needs it and only if it changed since it was last decoded. On a bus that
 carries thousands of frames a second this keeps the cost per frame to a dictionary
-look-up and a comparison, while a reading still sees the newest value of every
-signal.
+look-up and a store, while a reading still sees the newest value of every signal.
+
+A message that stops coming is forgotten: its values are unknown once the bus has
+carried other frames for :data:`STALE_AFTER` seconds without it (a charger that
+stops reporting when the cable is pulled must not keep its last remaining time).
+The VIN is never forgotten.
 
 How each SDK field is derived from the signals, and how sure that is, is written
 down in ``docs/can.md``; the rules are in :meth:`AmiBus.snapshot`.
@@ -51,6 +55,20 @@ __all__ = ["AmiBus", "AmiBusStats"]
 
 #: The largest standard (11-bit) identifier; anything above is an extended ID.
 MAX_STANDARD_ID: Final = 0x7FF
+#: The most bytes a classic CAN frame carries.
+MAX_LENGTH: Final = 8
+#: Seconds of bus time after which a message not seen again is unknown. The rates
+#: are unmeasured (docs/can.md): the sources imply a few frames a second, and the VIN
+#: once a second or so; 5 s is well above any period seen, and short enough that a
+#: message which stopped is not shown for long.
+STALE_AFTER: Final = 5.0
+#: Seconds between two readings taken from a stream of frames, at least: 20 a
+#: second at most, already more than a display or a broker wants.
+READING_INTERVAL: Final = 0.05
+#: Remaining charge times above this many seconds (600 min) mean "not charging",
+#: as servicemensch/TopolinoInfoDisplay reads them: no charge of a 5.5 kWh pack
+#: takes 10 hours.
+LONGEST_CHARGE: Final = 600 * 60
 
 # The messages o2x reads, by their names in ami.dbc. Positions come from there.
 _BATTERY: Final = "BMS_Battery"
@@ -79,28 +97,29 @@ class AmiBusStats:
     unknown_ids: int
     #: Frames with a 29-bit identifier (the AMI's are all 11-bit), ignored.
     extended_ids: int
-    #: Frames of a known ID whose length is not the DBC's, ignored.
+    #: Frames of a known ID shorter than the DBC's length or longer than 8 bytes, ignored.
     bad_lengths: int
     #: Decoded payloads holding a value outside its signal's range (that value is unknown).
     out_of_range: int
     #: VINs assembled from 0x710..0x712 that are not VINs, ignored.
     invalid_vins: int
-    #: Readings in which 0x714 and 0x713's parking brake bit disagreed (0x714 was used).
+    #: Times 0x714 and 0x713's parking brake bit came to disagree (0x714 was used).
     brake_disagreements: int
 
 
 class _Slot:
     """One message's last payload and, once needed, its decoded values."""
 
-    __slots__ = ("decoded", "length", "message", "payload", "ranges", "timestamp", "variable")
+    __slots__ = ("decoded", "length", "message", "payload", "ranges", "seen", "stales")
 
-    def __init__(self, message: CompiledMessage, *, variable: bool) -> None:
+    def __init__(self, message: CompiledMessage, *, stales: bool) -> None:
         self.message = message
         self.length = message.length
-        #: Longer frames are accepted (their extra bytes ignored): the VIN frames only.
-        self.variable = variable
+        #: Whether the values are forgotten after STALE_AFTER (all but the VIN's).
+        self.stales = stales
         self.payload: bytes | None = None
-        self.timestamp = -math.inf
+        #: Bus time of the newest frame when this one was last seen (see _catch_up).
+        self.seen = -math.inf
         #: The values of ``payload`` (``None`` for one out of range), or ``None`` if stale.
         self.decoded: tuple[Value | None, ...] | None = None
         #: Each signal's limits, widened by half a step: a raw value at the DBC's limit
@@ -125,8 +144,15 @@ class AmiBus:
     def __init__(self) -> None:
         messages = {m.name: m for m in compiled().values()}
         self._slots: dict[int, _Slot] = {
-            m.frame_id: _Slot(m, variable=m.name in _VIN_PARTS) for m in messages.values()
+            m.frame_id: _Slot(m, stales=m.name not in _VIN_PARTS) for m in messages.values()
         }
+        #: The length of each message o2x reads, by ID: the check of the hot path.
+        self._length_of = {can_id: slot.length for can_id, slot in self._slots.items()}.get
+        #: Payloads fed since the last reading, by ID, not yet filed into the slots.
+        self._fresh: dict[int, bytes] = {}
+        #: Bus time of the last _catch_up that filed anything.
+        self._caught_up_at = -math.inf
+        self._changes = 0
         by_name = {slot.message.name: slot for slot in self._slots.values()}
         self._battery = by_name[_BATTERY]
         self._odometer = by_name[_ODOMETER]
@@ -151,8 +177,6 @@ class AmiBus:
         self._no_estimate = next(k for k, v in charge_time.choices.items() if v == _NO_ESTIMATE)
         gear = messages[_DISPLAY].signals[self._i_gear]
         self._gears = {raw: _GEARS[name] for raw, name in gear.choices.items()}
-        #: Bumped whenever a payload differs from the one before it with its ID.
-        self.changes = 0
         #: Timestamp of the last frame used, or ``None`` before the first.
         self.last_timestamp: float | None = None
         self._frames = 0
@@ -162,6 +186,7 @@ class AmiBus:
         self._out_of_range = 0
         self._invalid_vins = 0
         self._disagreements = 0
+        self._disagreeing = False
         self._vin: str | None = None
         self._vin_payloads: tuple[bytes | None, ...] = (None, None, None)
 
@@ -170,35 +195,80 @@ class AmiBus:
     def feed(
         self,
         can_id: int,
-        data: bytes | bytearray,
+        data: bytes | bytearray | memoryview,
         timestamp: float,
-        *,
         is_extended_id: bool = False,
     ) -> None:
         """One frame seen on the bus, at ``timestamp`` (seconds, any monotonic origin).
 
         The hot path of the CAN sources: it checks and files the payload away and
-        decodes nothing (see the module docstring).
+        decodes nothing (see the module docstring). A frame shorter than its
+        message's DBC length, or longer than 8 bytes, is refused; a longer one is
+        taken (padding: where only one source gives a length), its extra bytes
+        ignored. ``data`` is copied unless it is ``bytes``.
         """
+        # Tuned (benchmarks/bench_can.py, target 10x cantools' decode_message): the
+        # common frame, bytes of the exact length, costs one look-up and one store;
+        # counting the rest and filing it into its slot wait for _feed_other and for
+        # the next reading (_catch_up). ``is_extended_id`` is not keyword-only
+        # because CPython 3.11 does not specialise calls to functions with
+        # keyword-only defaults: that alone was a fifth of the time of a call.
+        if data.__class__ is bytes and len(data) == self._length_of(can_id) and not is_extended_id:
+            self._fresh[can_id] = data  # bytes: checked above
+            self._frames += 1
+            self.last_timestamp = timestamp
+            return
+        self._feed_other(can_id, data, timestamp, is_extended_id)
+
+    def _feed_other(
+        self, can_id: int, data: bytes | bytearray | memoryview, timestamp: float, extended: bool
+    ) -> None:
         slot = self._slots.get(can_id)
-        if slot is None or is_extended_id:
-            if is_extended_id or can_id > MAX_STANDARD_ID:
+        if slot is None or extended:
+            if extended or can_id > MAX_STANDARD_ID:
                 self._extended += 1
             else:
                 self._unknown += 1
             return
-        length = len(data)
-        if length != slot.length and not (slot.variable and length > slot.length):
+        if not slot.length <= len(data) <= MAX_LENGTH:
             self._bad_length += 1
             return
+        # A copy: python-can hands over bytearrays, which a caller may reuse.
+        self._fresh[can_id] = bytes(data)
         self._frames += 1
-        slot.timestamp = timestamp
         self.last_timestamp = timestamp
-        if data != slot.payload:
-            # A copy: python-can hands over bytearrays, which a caller may reuse.
-            slot.payload = bytes(data)
-            slot.decoded = None
-            self.changes += 1
+
+    def _catch_up(self) -> None:
+        """File the payloads fed since the last reading into their slots."""
+        fresh = self._fresh
+        if not fresh:
+            return
+        now = self.last_timestamp if self.last_timestamp is not None else -math.inf
+        slots = self._slots
+        if now - self._caught_up_at > STALE_AFTER:
+            # No reading for longer than a message may be missed: the bus was silent
+            # (the car slept) or nobody asked. That time does not count against the
+            # messages that have not come back yet: their clocks start again now,
+            # rather than every one of them going unknown as the car wakes.
+            for slot in slots.values():
+                slot.seen = now
+        self._caught_up_at = now
+        for can_id, payload in fresh.items():
+            slot = slots[can_id]
+            # The time of the newest frame stands for when this one came: at most a
+            # reading's interval off, much less than STALE_AFTER.
+            slot.seen = now
+            if payload != slot.payload:
+                slot.payload = payload
+                slot.decoded = None
+                self._changes += 1
+        fresh.clear()
+
+    @property
+    def changes(self) -> int:
+        """Bumped whenever a payload differs from the one before it with its ID."""
+        self._catch_up()
+        return self._changes
 
     # --- output -------------------------------------------------------------------
 
@@ -218,6 +288,7 @@ class AmiBus:
     @property
     def vin(self) -> str | None:
         """The VIN the bus broadcasts (frames 0x710..0x712), once all three were seen."""
+        self._catch_up()
         payloads = tuple(slot.payload for slot in self._vin_slots)
         if payloads != self._vin_payloads:
             self._vin_payloads = payloads
@@ -227,6 +298,7 @@ class AmiBus:
     @property
     def charging(self) -> bool:
         """Charge current flows into a car standing still (see ``docs/can.md``)."""
+        self._catch_up()
         current = self._value(self._battery, self._i_current)
         if current is None or current <= 0:
             return False
@@ -240,13 +312,25 @@ class AmiBus:
         """The charger reports a remaining time, but the parking brake is released
         and no charge current flows: the SDK's ``cantCharge`` (a heuristic, see
         ``docs/can.md``)."""
+        self._catch_up()
         if self._charge_seconds() is None or self._park_brake() is not ParkBrake.RELEASED:
             return False
         current = self._value(self._battery, self._i_current)
-        return current is not None and current <= 0
+        if current is None or current > 0:
+            return False
+        # A car on the move is not plugged in (the charger may well keep its last
+        # estimate while driving).
+        return not self._moving()
+
+    def _moving(self) -> bool:
+        speed = self._value(self._odometer, self._i_speed)
+        return (speed is not None and speed > 0) or (
+            self._ready() is True and self._gear() in _MOVING
+        )
 
     def snapshot(self, *, vin: str, received_at: _dt.datetime) -> VehicleInfo:
         """The reading as of the last frame fed; what was never seen is ``None``/unknown."""
+        self._catch_up()
         battery, odometer = self._battery, self._odometer
         current = self._value(battery, self._i_current)
         voltage = self._value(battery, self._i_voltage)
@@ -308,7 +392,7 @@ class AmiBus:
             pack_voltage=voltage,
             pack_current=current,
             pack_power=power,
-            pack_temperatures=temperatures if self._temperatures.payload is not None else None,
+            pack_temperatures=temperatures if self._decoded(self._temperatures) else None,
             ready=ready,
         )
         return VehicleInfo(vin, received_at, status, None, None, data, live)
@@ -316,6 +400,9 @@ class AmiBus:
     # --- helpers ----------------------------------------------------------------------
 
     def _decoded(self, slot: _Slot) -> tuple[Value | None, ...] | None:
+        now = self.last_timestamp
+        if slot.stales and now is not None and now - slot.seen >= STALE_AFTER:
+            return None  # not seen for STALE_AFTER: unknown, as if never seen
         decoded = slot.decoded
         if decoded is None:
             payload = slot.payload
@@ -349,15 +436,21 @@ class AmiBus:
         cross_check = self._value(self._display, self._i_display_brake)
         if brake is None:
             brake = cross_check
-        elif count and cross_check is not None and cross_check != brake:
-            self._disagreements += 1
+        elif count and cross_check is not None:
+            # Counted when they come to disagree, not once per reading.
+            disagreeing = cross_check != brake
+            if disagreeing and not self._disagreeing:
+                self._disagreements += 1
+            self._disagreeing = disagreeing
         if brake is None:
             return ParkBrake.UNKNOWN
         return ParkBrake.ACTIVATED if brake == 1 else ParkBrake.RELEASED
 
     def _charge_seconds(self) -> Value | None:
         seconds = self._value(self._charger, self._i_charge_time)
-        return None if seconds is None or seconds == self._no_estimate else seconds
+        if seconds is None or seconds == self._no_estimate or seconds > LONGEST_CHARGE:
+            return None
+        return seconds
 
     def _assemble_vin(self, payloads: tuple[bytes | None, ...]) -> str | None:
         if any(p is None for p in payloads):

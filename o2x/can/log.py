@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Final
 
 from ..model import EventKind, VehicleInfo
-from .bus import AmiBus
+from .bus import READING_INTERVAL, AmiBus
 
 if TYPE_CHECKING:
     import can
@@ -24,8 +24,6 @@ __all__ = ["LOG_SUFFIXES", "READING_INTERVAL", "find_vin", "log_messages", "log_
 
 #: File name suffixes python-can reads as CAN logs.
 LOG_SUFFIXES: Final = (".log", ".asc", ".blf", ".trc", ".mf4")
-#: Log seconds between two readings, at least.
-READING_INTERVAL: Final = 0.1
 
 
 def log_messages(path: str | os.PathLike[str]) -> Iterator[can.Message]:
@@ -82,6 +80,8 @@ def log_readings(
         cant_charge = now
     if bus.changes != changes_seen:
         yield from _reading(bus, vin, timestamp)
+        if bus.cant_charge and not cant_charge:
+            yield timestamp, EventKind.CANT_CHARGE
 
 
 def _reading(bus: AmiBus, vin: str, timestamp: float) -> Iterator[tuple[float, VehicleInfo]]:

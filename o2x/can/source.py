@@ -25,12 +25,12 @@ from anyio.abc import TaskGroup
 from ..errors import ConnectionFailed, IdentityMismatch
 from ..model import EventKind
 from ..source import LinkCounters, Received, SourceSink, WallClock
-from .bus import AmiBus
+from .bus import READING_INTERVAL, AmiBus
 
 if TYPE_CHECKING:
     import can
 
-__all__ = ["CanSource"]
+__all__ = ["READING_INTERVAL", "CanSource"]
 
 _log = logging.getLogger(__name__)
 
@@ -39,14 +39,16 @@ BATCH: Final = 512
 #: How long one read in the worker thread waits for a first frame, in seconds: the
 #: longest a cancellation (leaving the vehicle) waits for the thread.
 POLL: Final = 0.1
-#: Seconds between two readings, at least (20 readings a second at most).
-READING_INTERVAL: Final = 0.05
 
 
 class CanSource:
     """A python-can bus carrying the AMI's broadcast (the bus is the caller's)."""
 
     single_peer = True
+    not_found_hint = (
+        "check that the car is switched on and the CAN interface is connected to its "
+        "OBD-II port (pins 6 and 14) at 500 kbit/s"
+    )
 
     def __init__(
         self, bus: can.BusABC, sink: SourceSink, *, vin: str | None, vin_wait: float

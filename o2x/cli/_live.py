@@ -25,10 +25,10 @@ from rich.text import Text
 
 from .. import __version__
 from ..capture import CaptureWriter, RecordingVehicle
+from ..dongle.profile import advertised_vin
 from ..errors import BluetoothUnavailable
 from ..machine import Timeouts
 from ..model import Event, EventKind, VehicleInfo
-from ..profile import advertised_vin
 from ..transport import bluetooth_hint
 from ..vehicle import O2XVehicle, Radio, Stream
 from ._common import (
@@ -320,26 +320,45 @@ async def _record_can(
         raise Failure(f"cannot write the CAN log {path}: {exc}", ExitCode.CAPTURE) from None
     frames = 0
     started = time.monotonic()
+    failed: list[Exception] = []
 
     def write(message: can.Message) -> None:
         nonlocal frames
-        writer(message)
+        try:
+            writer(message)
+        except Exception as exc:  # a full disk: the source stops calling, we report it
+            failed.append(exc)
+            raise
         frames += 1
 
     def attach(car: O2XVehicle) -> None:
         car._can_recorder = write
+
+    def check() -> None:
+        if failed:
+            error = failed[0]
+            reason = error.strerror if isinstance(error, OSError) else None
+            raise Failure(
+                f"cannot write the CAN log {path} after {frames} frames: {reason or error}",
+                ExitCode.CAPTURE,
+            )
 
     try:
         async with connected(O2XVehicle, target, err, prepare=attach) as car:
             err.print(f"Recording {car.vin} on {car.address} to {path}.")
             with anyio.move_on_after(duration if duration is not None else math.inf):
                 async for info in car.samples():
+                    check()
                     if json_mode:
                         write_line(sample_json(info, "information"))
     finally:
-        writer.stop()
+        try:
+            writer.stop()
+        except Exception as exc:  # the last lines' flush: the same full disk
+            failed.append(exc)
         if frames == 0 and created:
             remove_quietly(path)
+    check()
     (err if json_mode else out).print(
         f"Recorded {time.monotonic() - started:.1f} s to {path}: {frames} frames"
     )

@@ -125,7 +125,7 @@ def frame(text: str) -> bytes:
 def fed(*frames: tuple[int, str]) -> AmiBus:
     bus = AmiBus()
     for t, (can_id, text) in enumerate(frames):
-        bus.feed(can_id, frame(text), float(t))
+        bus.feed(can_id, frame(text), t / 100)
     return bus
 
 
@@ -193,7 +193,9 @@ def test_odometer_and_speed() -> None:
         ("3c 00 00 00 00 00 00 00", 1),  # 60 s = 0x003C
         ("01 00 00 00 00 00 00 00", 1),  # 1 s
         ("00 00 00 00 00 00 00 00", 0),  # 0 s
-        ("fe ff 00 00 00 00 00 00", 1093),  # 65534 s = 1092.23 min, rounded up
+        ("a0 8c 00 00 00 00 00 00", 600),  # 36000 s = 0x8CA0: 600 min, the longest
+        ("a1 8c 00 00 00 00 00 00", None),  # 36001 s: over 600 min means "not charging"
+        ("fe ff 00 00 00 00 00 00", None),  # 65534 s, 1092 min: "not charging"
         (CHARGE_NO_ESTIMATE, None),  # FFFF: no estimate
     ],
 )
@@ -311,6 +313,19 @@ def test_0x714_wins_over_0x713_and_a_disagreement_is_counted() -> None:
     bus = fed((0x713, DISPLAY_N_OFF_BRAKE), (0x714, BRAKE_ON))
     assert snap(bus).data.park_brake_status is ParkBrake.ACTIVATED
     assert bus.stats.brake_disagreements == 0
+
+
+def test_a_disagreement_is_counted_once_however_many_readings_see_it() -> None:
+    bus = fed((0x713, DISPLAY_N_OFF_RELEASED), (0x714, BRAKE_ON))
+    for t in range(5):
+        bus.feed(0x714, frame(BRAKE_ON), 1.0 + t)
+        snap(bus)
+    assert bus.stats.brake_disagreements == 1
+    bus.feed(0x713, frame(DISPLAY_N_OFF_BRAKE), 7.0)  # they agree again
+    snap(bus)
+    bus.feed(0x713, frame(DISPLAY_N_OFF_RELEASED), 8.0)  # and disagree again
+    snap(bus)
+    assert bus.stats.brake_disagreements == 2
 
 
 # --- status and systemState ---------------------------------------------------------------
@@ -476,7 +491,7 @@ def test_unknown_status_without_speed_current_or_ready(frames: list[tuple[int, s
     assert info.data.system_state is SystemState.UNKNOWN
 
 
-def test_the_12v_frame_is_decoded_but_reported_nowhere() -> None:
+def test_the_12v_frame_is_counted_but_reported_nowhere() -> None:
     # 12.48 V = 1248 = 0x04E0 -> E0 04
     bus = fed((0x580, BATTERY_IDLE), (0x593, "e0 04 00 00 00 00 00 00"))
     assert bus.stats.frames == 2
@@ -544,8 +559,17 @@ def test_a_range_above_0_is_kept_while_charging_and_not_ready() -> None:
         ([(0x582, CHARGE_9000_S), (0x714, BRAKE_OFF)], False),
         # 0x714 out of range and 0x713 not seen: the brake is unknown
         ([(0x582, CHARGE_9000_S), (0x714, "07 00"), (0x580, BATTERY_ZERO)], False),
+        # moving (25 km/h), or ready in D: driving, not plugged in
+        ([(0x582, CHARGE_9000_S), (0x714, BRAKE_OFF), (0x580, BATTERY_IDLE),
+          (0x581, ODOMETER_25)], False),
+        ([(0x582, CHARGE_9000_S), (0x713, DISPLAY_D_READY), (0x580, BATTERY_IDLE)], False),
+        # standing, speed 0, not ready: the heuristic holds
+        ([(0x582, CHARGE_9000_S), (0x714, BRAKE_OFF), (0x580, BATTERY_IDLE),
+          (0x581, ODOMETER_STANDING)], True),
+        # a remaining time over 600 min means "not charging"
+        ([(0x582, "a1 8c 00 00 00 00 00 00"), (0x714, BRAKE_OFF), (0x580, BATTERY_ZERO)], False),
     ],
-)
+)  # fmt: skip
 def test_cant_charge(frames: list[tuple[int, str]], expected: bool) -> None:
     assert fed(*frames).cant_charge is expected
 
@@ -609,11 +633,30 @@ def test_longer_vin_frames_are_accepted_and_their_extra_bytes_ignored() -> None:
     bus = fed(
         (0x712, VIN_1_TO_3 + " 00 00 00 00 00"),  # 8 bytes
         (0x710, VIN_4_TO_9 + " ff ff"),  # 8 bytes
-        (0x711, VIN_10_TO_17 + " 41 41 41 41"),  # 12 bytes
+        (0x711, VIN_10_TO_17 + " 41 41 41 41"),  # 12 bytes: more than CAN carries
+        (0x711, VIN_10_TO_17),
     )
     assert bus.vin == "VR1AB12C3D4567890"
-    assert bus.stats.bad_lengths == 0
+    assert bus.stats.bad_lengths == 1
     assert bus.stats.frames == 3
+
+
+@pytest.mark.parametrize(
+    ("short", "padded"),
+    [
+        ((0x713, DISPLAY_D_READY), (0x713, DISPLAY_D_READY + " 00")),
+        ((0x714, BRAKE_ON), (0x714, BRAKE_ON + " 00 00 00 00 00 00")),
+    ],
+)
+def test_frames_padded_to_8_bytes_read_as_the_dbc_length(
+    short: tuple[int, str], padded: tuple[int, str]
+) -> None:
+    # 0x713's 7 bytes and 0x714's 2 come from one source; a car that pads them to 8
+    # must still be read.
+    as_given = fed((0x580, BATTERY_IDLE), short)
+    as_padded = fed((0x580, BATTERY_IDLE), padded)
+    assert snap(as_padded) == snap(as_given)
+    assert as_padded.stats == as_given.stats
 
 
 @pytest.mark.parametrize(("can_id", "payload"), [(0x712, "56 52"), (0x710, "41 42 31 32 43")])
@@ -746,15 +789,13 @@ LENGTHS = {
     0x713: 7,
     0x714: 2,
 }
-VIN_IDS = (0x710, 0x711, 0x712)
 
 
 @pytest.mark.parametrize("can_id", sorted(LENGTHS), ids=hex)
 def test_wrong_lengths_are_counted_and_ignored(can_id: int) -> None:
     bus = AmiBus()
-    wrong = [0, LENGTHS[can_id] - 1]
-    if can_id not in VIN_IDS:
-        wrong += [LENGTHS[can_id] + 1, 64]
+    # Shorter than the DBC's length, or longer than a CAN frame carries.
+    wrong = [0, LENGTHS[can_id] - 1, 9, 64]
     for i, length in enumerate(wrong):
         bus.feed(can_id, b"\x01" * length, float(i))
     assert bus.stats == stats(bad_lengths=len(wrong))
@@ -1005,3 +1046,58 @@ def test_state_stays_the_same_size_over_100k_frames() -> None:
     assert len(bus._slots) == slots
     assert containers(bus) == before
     assert bus.stats.frames > 50_000
+
+
+# --- messages that stop coming ----------------------------------------------------------
+
+
+def test_a_message_not_seen_for_5_s_of_bus_time_is_forgotten() -> None:
+    bus = AmiBus()
+    bus.feed(0x582, frame(CHARGE_9000_S), 0.0)
+    bus.feed(0x714, frame(BRAKE_OFF), 0.0)
+    bus.feed(0x580, frame(BATTERY_ZERO), 0.0)
+    for part, payload in ((0x712, VIN_1_TO_3), (0x710, VIN_4_TO_9), (0x711, VIN_10_TO_17)):
+        bus.feed(part, frame(payload), 0.0)
+    assert snap(bus).data.charge_delay == Measure(150, "min")
+    assert bus.cant_charge
+    # The charger falls silent (the cable was pulled); the rest keeps coming.
+    for t in range(1, 6):
+        bus.feed(0x580, frame(BATTERY_ZERO), float(t))
+        bus.feed(0x714, frame(BRAKE_OFF), float(t))
+        if t < 5:
+            assert snap(bus).data.charge_delay == Measure(150, "min"), t
+    info = snap(bus)  # at t = 5: 5 s without 0x582, the VIN frames as long
+    assert info.data.charge_delay is None
+    assert not bus.cant_charge
+    assert info.data.battery_soc == Measure(64, "%")  # still coming
+    assert bus.vin == VIN  # the VIN is never forgotten
+    # It comes back: known again.
+    bus.feed(0x582, frame(CHARGE_9000_S), 6.0)
+    assert snap(bus).data.charge_delay == Measure(150, "min")
+
+
+def test_a_silent_bus_forgets_nothing() -> None:
+    # Time is the bus's own: with no frames at all, the last values stand (the
+    # vehicle reports the silence as a disconnection).
+    bus = fed((0x580, BATTERY_IDLE), (0x582, CHARGE_9000_S))
+    first = snap(bus)
+    assert snap(bus) == first
+    assert first.data.charge_delay == Measure(150, "min")
+
+
+def test_after_a_silence_the_messages_not_back_yet_are_not_forgotten_at_once() -> None:
+    bus = fed((0x580, BATTERY_IDLE), (0x581, ODOMETER_STANDING), (0x713, DISPLAY_N_OFF_BRAKE))
+    before = snap(bus)
+    assert before.status is VehicleStatus.PARKED
+    # The car sleeps for a minute; on waking, 0x580 comes first.
+    bus.feed(0x580, frame(BATTERY_IDLE), 60.0)
+    woken = snap(bus)
+    assert woken == before  # odometer, gear, brake still known: no flicker
+    # The others never come back: 5 s of a live bus later they are unknown.
+    bus.feed(0x580, frame(BATTERY_IDLE), 63.0)
+    assert snap(bus).data.total_odometer is not None
+    bus.feed(0x580, frame(BATTERY_IDLE), 65.0)
+    gone = snap(bus)
+    assert gone.data.total_odometer is None
+    assert gone.data.rnd is Gear.UNKNOWN
+    assert gone.data.battery_soc == Measure(64, "%")
