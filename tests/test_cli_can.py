@@ -122,3 +122,17 @@ def test_record_can_on_a_full_disk_says_so_and_exits_6(tmp_path: Path) -> None:
     assert "cannot write the CAN log" in result.stderr
     assert "No space left on device" in result.stderr
     assert "Recorded" not in result.output
+
+
+def test_watch_can_information_shows_the_live_values() -> None:
+    result = o2x(
+        "watch", "--can", channel(), "--simulate", VIN, "--reception", "information",
+        "--duration", "1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.stdout.splitlines() if " SoC " in line)
+    # The simulated car stands with the brake applied: 0 km/h, a pack voltage, ready off.
+    assert " 0 km/h " in line
+    assert " V " in line
+    assert " A " in line
+    assert "not ready" in line

@@ -34,7 +34,7 @@ from ..errors import (
     ScanTimeout,
     StateFileError,
 )
-from ..model import Event, EventKind, VehicleInfo, VehicleStatus, normalize_vin
+from ..model import Event, EventKind, LiveData, VehicleInfo, VehicleStatus, normalize_vin
 from ..sdk import to_sdk
 from ..vehicle import Radio
 
@@ -364,7 +364,7 @@ _STATUS_STYLE: Final = {
     VehicleStatus.UNKNOWN: "bold magenta",
 }
 EVENT_MEANING: Final = {
-    EventKind.DISCONNECTED: "the Bluetooth link was lost; looking for the car again",
+    EventKind.DISCONNECTED: "nothing from the car (link lost, or the car asleep); waiting for it",
     EventKind.CANT_CHARGE: "the car should charge but its parking brake is off",
 }
 
@@ -393,8 +393,13 @@ def reading_text(info: VehicleInfo) -> Text:
         f"  gear {data.rnd.value:<7}"
         f"  brake {data.park_brake_status.value:<9}"
     )
+    live = info.live
     if data.charge_delay is not None and data.charge_delay.value:
-        text.append(f"  charging in {_measure(data.charge_delay)}")
+        # Over CAN the charger's remaining time (docs/can.md); the SDK's delay otherwise.
+        when = "full in" if live is not None else "charging in"
+        text.append(f"  {when} {_measure(data.charge_delay)}")
+    if live is not None:
+        text.append(_live_text(live))
     alerts = None if info.current_alert is None else info.current_alert.active()
     text.append("  alerts: ")
     if alerts is None:
@@ -404,6 +409,24 @@ def reading_text(info: VehicleInfo) -> Text:
     else:
         text.append("none")
     return text
+
+
+def _live_text(live: LiveData) -> str:
+    """What the SDK's shape has no field for (CAN sources), known parts only."""
+    parts = []
+    if live.speed is not None:
+        parts.append(f"{live.speed:g} km/h")
+    if live.pack_voltage is not None:
+        parts.append(f"{live.pack_voltage:.2f} V")
+    if live.pack_current is not None:
+        parts.append(f"{live.pack_current:+.1f} A")
+    if live.pack_power is not None:
+        parts.append(f"{live.pack_power:+.2f} kW")
+    if live.pack_temperatures:
+        parts.append("/".join(f"{t:g}" for t in live.pack_temperatures) + " °C")
+    if live.ready is not None:
+        parts.append("ready" if live.ready else "not ready")
+    return "".join(f"  {part}" for part in parts)
 
 
 def sample_json(info: VehicleInfo, reception: str) -> str:
