@@ -35,7 +35,7 @@ from .model import VehicleModel
 if TYPE_CHECKING:
     import can
 
-__all__ = ["SimulatedCanCar"]
+__all__ = ["SimulatedCanCar", "ami_frames", "vin_frames"]
 
 # The messages by their names in ami.dbc: IDs and layouts are the DBC's.
 _IDS: Final = {m.name: m.frame_id for m in compiled().values()}
@@ -102,8 +102,6 @@ class SimulatedCanCar:
         self.model: Final = VehicleModel(
             seed=seed, autopilot=autopilot, battery_soc=battery_soc, total_odometer=total_odometer
         )
-        #: Plugged in (after :meth:`charge`, until :meth:`drive` or :meth:`park`).
-        self.plugged = False
         #: Frames sent so far.
         self.frames_sent = 0
         self._bus: can.BusABC | None = None
@@ -113,19 +111,21 @@ class SimulatedCanCar:
 
     # --- controls -----------------------------------------------------------------------
 
+    @property
+    def plugged(self) -> bool:
+        """Plugged in (after :meth:`charge`, until :meth:`drive` or :meth:`park`)."""
+        return self.model.plugged
+
     async def drive(self) -> None:
         """Switch on, release the brake, select drive."""
-        self.plugged = False
         self.model.drive()
 
     async def park(self) -> None:
         """Stop, apply the brake, switch off."""
-        self.plugged = False
         self.model.park()
 
     async def charge(self, delay_minutes: float | None = 0.0) -> None:
         """Plug in and charge (refused if the parking brake is released)."""
-        self.plugged = True
         self.model.charge(delay_minutes)
 
     async def go_silent(self, seconds: float) -> None:
@@ -136,55 +136,11 @@ class SimulatedCanCar:
 
     def frames(self) -> list[tuple[int, bytes]]:
         """The frames the car broadcasts now, as ``(id, payload)``, encoded from the DBC."""
-        v = self.model.snapshot()
-        charging = v.system_state is SystemState.CHARGING and v.battery_state in (
-            BatteryState.CHARGING,
-            BatteryState.BALANCING,
-        )
-        speed = round(self.model.speed_kmh)
-        if charging:
-            current = (
-                _BALANCING_CURRENT_A
-                if v.battery_state is BatteryState.BALANCING
-                else _CHARGE_CURRENT_A
-            )
-        elif speed > 0:
-            current = -(3.0 + _AMPS_PER_KMH * speed)
-        else:
-            current = _IDLE_CURRENT_A
-        soc = v.battery_soc if v.battery_soc is not None else 0
-        voltage = round(44.0 + 0.1 * soc + 0.01 * current, 2)
-        if self.plugged and soc < 100:
-            remaining = round((100 - soc) * _CHARGE_SECONDS_PER_PERCENT)
-        else:
-            remaining = _NO_ESTIMATE
-        # The car sends a range of 0 while charging and switching off (docs/can.md).
-        ready = v.system_state is SystemState.READY
-        autonomy = v.remaining_autonomy if ready and v.remaining_autonomy is not None else 0
-        brake = 1 if v.park_brake_status is ParkBrake.ACTIVATED else 0
-        values: dict[str, dict[str, Value]] = {
-            "BMS_Battery": {
-                "PackCurrent": round(current, 1),
-                "PackVoltage": voltage,
-                "StateOfCharge": soc,
-            },
-            "ECU_Odometer": {"Odometer": v.total_odometer or 0.0, "Speed": speed},
-            "OBC_Charge": {"RemainingChargeTime": remaining},
-            "BMS_Temperatures": {"PackTemperature1": 21, "PackTemperature2": 22},
-            "Display": {
-                "RemainingRange": min(127, autonomy),
-                "Gear": _GEAR_RAW[v.rnd],
-                "Ready": int(ready),
-                "ParkBrake": brake,
-            },
-            "ParkBrakeStatus": {"ParkBrake": brake},
-        }
-        return [(_IDS[name], encode(_IDS[name], signals)) for name, signals in values.items()]
+        return ami_frames(self.model)
 
     def vin_frames(self) -> list[tuple[int, bytes]]:
         """The three VIN frames (0x712: characters 1-3, 0x710: 4-9, 0x711: 10-17)."""
-        chars = self.vin.encode("ascii")
-        return [(frame_id, chars[start:end]) for frame_id, start, end in _VIN_FRAMES]
+        return vin_frames(self.vin)
 
     async def __aenter__(self) -> Self:
         import can
@@ -236,3 +192,59 @@ class SimulatedCanCar:
 
     def __repr__(self) -> str:
         return f"<SimulatedCanCar {self.vin} on {self.interface}:{self.channel}>"
+
+
+def ami_frames(model: VehicleModel) -> list[tuple[int, bytes]]:
+    """The frames a car in ``model``'s state broadcasts, as ``(id, payload)``.
+
+    Encoded from ``ami.dbc``; what the model has no value for (currents, voltage,
+    temperatures) is made up from its phase (see the module docstring).
+    """
+    v = model.snapshot()
+    charging = v.system_state is SystemState.CHARGING and v.battery_state in (
+        BatteryState.CHARGING,
+        BatteryState.BALANCING,
+    )
+    speed = round(model.speed_kmh)
+    if charging:
+        current = (
+            _BALANCING_CURRENT_A if v.battery_state is BatteryState.BALANCING else _CHARGE_CURRENT_A
+        )
+    elif speed > 0:
+        current = -(3.0 + _AMPS_PER_KMH * speed)
+    else:
+        current = _IDLE_CURRENT_A
+    soc = v.battery_soc if v.battery_soc is not None else 0
+    voltage = round(44.0 + 0.1 * soc + 0.01 * current, 2)
+    if model.plugged and soc < 100:
+        remaining = round((100 - soc) * _CHARGE_SECONDS_PER_PERCENT)
+    else:
+        remaining = _NO_ESTIMATE
+    # The car sends a range of 0 while charging and switching off (docs/can.md).
+    ready = v.system_state is SystemState.READY
+    autonomy = v.remaining_autonomy if ready and v.remaining_autonomy is not None else 0
+    brake = 1 if v.park_brake_status is ParkBrake.ACTIVATED else 0
+    values: dict[str, dict[str, Value]] = {
+        "BMS_Battery": {
+            "PackCurrent": round(current, 1),
+            "PackVoltage": voltage,
+            "StateOfCharge": soc,
+        },
+        "ECU_Odometer": {"Odometer": v.total_odometer or 0.0, "Speed": speed},
+        "OBC_Charge": {"RemainingChargeTime": remaining},
+        "BMS_Temperatures": {"PackTemperature1": 21, "PackTemperature2": 22},
+        "Display": {
+            "RemainingRange": min(127, autonomy),
+            "Gear": _GEAR_RAW[v.rnd],
+            "Ready": int(ready),
+            "ParkBrake": brake,
+        },
+        "ParkBrakeStatus": {"ParkBrake": brake},
+    }
+    return [(_IDS[name], encode(_IDS[name], signals)) for name, signals in values.items()]
+
+
+def vin_frames(vin: str) -> list[tuple[int, bytes]]:
+    """The three VIN frames of ``vin`` (0x712: characters 1-3, 0x710: 4-9, 0x711: 10-17)."""
+    chars = vin.encode("ascii")
+    return [(frame_id, chars[start:end]) for frame_id, start, end in _VIN_FRAMES]

@@ -160,6 +160,10 @@ class VehicleModel:
         self.autopilot = autopilot
         self.time = 0.0
         """Model seconds elapsed since construction."""
+        self.plugged = False
+        """Whether the charging cable is in: from :meth:`charge` (also when the car
+        refuses to charge, so that a refused charge stays visible) until the car
+        drives or parks."""
 
         self._soc = float(battery_soc)
         self._odometer = float(total_odometer)
@@ -255,6 +259,8 @@ class VehicleModel:
 
     def _enter(self, phase: Phase, *, delay_minutes: float | None = None) -> None:
         self._ignition_left = 0.0
+        # Plugged in from a charge (even a refused one) until the car drives or parks.
+        self.plugged = phase is Phase.CHARGING
         if phase is Phase.DRIVING:
             self._system = SystemState.READY
             self._gear = Gear.DRIVE

@@ -303,3 +303,19 @@ def test_invariants_hold_whatever_happens(seed, soc, steps):
         assert values.charge_delay >= 0
         assert values.current_alert & values.previous_alert == 0
         assert bool(values.current_alert & BATTERY_CHARGE) == (values.battery_soc < 15)
+
+
+def test_plugged_from_a_charge_even_a_refused_one_until_driving_or_parking() -> None:
+    model = VehicleModel(seed=1)
+    assert not model.plugged
+    model.charge(0)  # parked with the brake applied: it charges
+    assert model.plugged
+    assert model.snapshot().system_state is SystemState.CHARGING
+    model.drive()
+    assert not model.plugged
+    model.charge(0)  # the brake is released: refused, but the cable is in
+    assert model.plugged
+    assert model.drain_events() == [EventKind.CANT_CHARGE]
+    assert model.snapshot().system_state is SystemState.STANDBY
+    model.park()
+    assert not model.plugged
