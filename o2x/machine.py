@@ -148,10 +148,16 @@ class Start:
 
 @attrs.frozen
 class AdvertisementSeen:
-    """An O2X dongle advertised ``vin`` from ``address``."""
+    """A peer advertised ``vin`` from ``address``.
+
+    ``vin`` is ``None`` for a peer that does not advertise one, a BLE OBD adapter:
+    its VIN is learned by connecting and reading the car's bus (``IdentityRead``).
+    ``""`` is a peer that will name its VIN once connected and cannot be anything
+    else (a CAN bus).
+    """
 
     address: str
-    vin: str
+    vin: str | None
 
 
 @attrs.frozen
@@ -168,7 +174,11 @@ class ConnectFailed:
 
 @attrs.frozen
 class IdentityRead:
-    """The peer's identity was read: the VIN of the vehicle it serves."""
+    """The peer's identity was read: the VIN of the vehicle it serves.
+
+    ``""``: the peer could not tell in time (an OBD adapter on a bus that broadcasts
+    no VIN); see :class:`VehicleMachine` for when that is accepted.
+    """
 
     vin: str
 
@@ -308,6 +318,11 @@ TRANSITIONS: Final[dict[State, dict[type, State]]] = {
 #: How long setting up one link (connect, identity, subscribe) may take before it
 #: is abandoned and scanning resumes; the transport's own timeouts are shorter.
 CONNECT_GUARD: Final = 30.0
+#: An OBD adapter that read another car's VIN is not tried again for this long.
+FOREIGN_BACKOFF: Final = 300.0
+#: An adapter that cannot tell its car's VIN is taken as the vehicle's only once the
+#: scan has run this long and seen no other adapter (unless it was named).
+SURVEY: Final = 5.0
 #: After a failed link to an address, ignore that address for this long at first,
 #: doubling on each further failure up to ``RETRY_CAP``.
 RETRY_BASE: Final = 0.5
@@ -336,6 +351,7 @@ class VehicleMachine:
         timeouts: Timeouts | None = None,
         single_peer: bool = False,
         not_found_hint: str = "check that the car is switched on and within range",
+        adapter: str | None = None,
     ) -> None:
         #: The VIN looked for; ``None`` accepts the first peer whose identity
         #: matches its advertisement (a CAN bus that names its own VIN; tests).
@@ -347,6 +363,16 @@ class VehicleMachine:
         self.single_peer = single_peer
         #: The advice of the error raised when no vehicle was found (the source's).
         self.not_found_hint = not_found_hint
+        #: The one OBD adapter to use (``first_time(vin, adapter=...)``, or the
+        #: remembered one); others are ignored, and it is trusted without a VIN.
+        self.adapter = adapter
+        #: Whether the vehicle's VIN was proven by the peer it streams from.
+        self.identity_verified = True
+        # OBD adapters seen -> when they were first seen; those that read another
+        # car's VIN -> (until when they are ignored, that VIN).
+        self._adapters: dict[str, float] = {}
+        self._foreign: dict[str, tuple[float, str]] = {}
+        self._scan_started = math.inf
         self.timeouts = timeouts or Timeouts()
         self.state = State.IDLE
         #: Address of the link being set up or streaming.
@@ -375,7 +401,7 @@ class VehicleMachine:
         # link, or seen again meanwhile) -> (when to connect, the VIN advertised).
         # Connect when due, as a scanner may not report the same advertisement again.
         # Only a scanning machine acts on them; streaming clears them.
-        self._deferred: dict[str, tuple[float, str]] = {}
+        self._deferred: dict[str, tuple[float, str | None]] = {}
 
     # --- public driving interface --------------------------------------------------
 
@@ -473,6 +499,7 @@ class VehicleMachine:
 
     def _on_Start(self, event: Start, next_state: State, now: float) -> list[Action]:
         self.state = next_state
+        self._scan_started = now
         if self.first_time and math.isfinite(self.timeouts.scan):
             self._scan_deadline = now + self.timeouts.scan
         return [StartScan()]
@@ -480,9 +507,18 @@ class VehicleMachine:
     def _on_AdvertisementSeen(
         self, event: AdvertisementSeen, next_state: State, now: float
     ) -> list[Action]:
-        if self.vin is not None and event.vin != self.vin:
+        if event.vin is None:
+            # An OBD adapter: it may be the vehicle's, or another car's.
+            if self.adapter is not None and event.address != self.adapter:
+                return []
+            foreign = self._foreign.get(event.address)
+            if foreign is not None and now < foreign[0]:
+                return []
+            self._adapters.setdefault(event.address, now)
+        elif self.vin is not None and event.vin != self.vin:
             return []
-        self._seen_vehicle = True
+        else:
+            self._seen_vehicle = True
         retry_at = self._retry_after.get(event.address, -math.inf)
         if now < retry_at:
             self._deferred[event.address] = (retry_at, event.vin)
@@ -498,6 +534,8 @@ class VehicleMachine:
         return [ReadIdentity()]
 
     def _on_IdentityRead(self, event: IdentityRead, next_state: State, now: float) -> list[Action]:
+        if self._advertised_vin is None:
+            return self._adapter_identity(event.vin, now)
         # An advertisement may not name the VIN ("": a CAN bus before its VIN
         # frames); then only the VIN looked for, if any, is checked.
         wanted = self.vin if self.vin is not None else self._advertised_vin
@@ -520,6 +558,9 @@ class VehicleMachine:
         self._failures.pop(self.address, None)
         self._retry_after.pop(self.address, None)
         self._deferred.clear()
+        if self._advertised_vin is None:
+            # Streaming from an OBD adapter: after a loss, only that one is the car's.
+            self.adapter = self.address
         if self.has_streamed:
             return []
         self.has_streamed = True
@@ -547,6 +588,42 @@ class VehicleMachine:
         return []
 
     # --- helpers -------------------------------------------------------------------
+
+    def _adapter_identity(self, vin: str, now: float) -> list[Action]:
+        """An OBD adapter read ``vin`` off its car's bus (``""``: none in time)."""
+        address = self.address
+        assert address is not None
+        if vin and (self.vin is None or vin == self.vin):
+            self._seen_vehicle = True
+            self.identity_verified = True
+            if self.vin is None:
+                self.vin = vin
+            return [Subscribe()]
+        if vin:
+            # Another car's adapter (a neighbour's AMI): leave it alone for a while,
+            # without counting it as the vehicle found.
+            self._foreign[address] = (now + FOREIGN_BACKOFF, vin)
+            self._adapters.pop(address, None)
+            self._last_error = None
+            actions: list[Action] = [Disconnect(), StartScan()]
+            self.state = self._scanning_state()
+            self.address = self._advertised_vin = None
+            self._connect_deadline = math.inf
+            return actions
+        # No VIN on the bus in time: trusted only if it was named, or if it has been
+        # the only adapter in range for the whole survey (docs/obd.md).
+        alone = len(self._adapters) == 1 and now - self._scan_started >= SURVEY
+        if self.vin is not None and (address == self.adapter or alone):
+            self._seen_vehicle = True
+            self.identity_verified = False
+            return [Subscribe()]
+        self._last_error = ConnectionFailed(
+            f"the OBD adapter at {address} reads no VIN off its car's bus, and it is "
+            "not the only adapter in range: name it (adapter=ADDRESS) to use it anyway"
+            if len(self._adapters) > 1
+            else f"the OBD adapter at {address} reads no VIN off its car's bus yet"
+        )
+        return self._setup_failed(now)
 
     def _scanning_state(self) -> State:
         return State.RECONNECTING if self.has_streamed else State.SCANNING
@@ -582,7 +659,7 @@ class VehicleMachine:
                 self._failures[self.address] = failures
                 delay = min(RETRY_CAP, RETRY_BASE * 2.0 ** min(failures - 1, _MAX_DOUBLINGS))
                 self._retry_after[self.address] = now + delay
-                self._deferred[self.address] = (now + delay, self._advertised_vin or "")
+                self._deferred[self.address] = (now + delay, self._advertised_vin)
         self.state = next_state
         self.address = self._advertised_vin = None
         self._loose_deadline = self._connect_deadline = math.inf
@@ -606,7 +683,13 @@ class VehicleMachine:
             )
         else:
             which = "no vehicle" if self.vin is None else f"no vehicle {self.vin}"
-            error = ScanTimeout(f"{which} found within {seconds:g} s; {self.not_found_hint}")
+            extra = ""
+            if self._foreign:
+                seen = ", ".join(f"{a} reads {vin}" for a, (_, vin) in self._foreign.items())
+                extra = f" (the OBD adapters in range are other cars': {seen})"
+            elif self._adapters and self._last_error is not None:
+                extra = f" ({self._last_error})"
+            error = ScanTimeout(f"{which} found within {seconds:g} s{extra}; {self.not_found_hint}")
         actions: list[Action] = [Disconnect() if self.state is State.CONNECTING else StopScan()]
         self._enter_closed()
         actions.append(Fail(error))

@@ -1,0 +1,167 @@
+"""The vehicle machine and BLE OBD adapters: peers that advertise no VIN.
+
+An adapter is connected to learn its car's VIN off the bus (``IdentityRead``); the
+rules: the right VIN streams, another car's adapter is left alone for a while, and
+an adapter that reads no VIN is trusted only when named, or when it has been the
+only adapter in range for the whole survey. Plain numbers as the clock.
+"""
+
+from __future__ import annotations
+
+from o2x import ConnectionFailed, ScanTimeout
+from o2x.machine import (
+    FOREIGN_BACKOFF,
+    RETRY_BASE,
+    SURVEY,
+    AdvertisementSeen,
+    Connect,
+    Connected,
+    ConnectFailed,
+    Disconnect,
+    Fail,
+    IdentityRead,
+    LinkLost,
+    ReadIdentity,
+    Ready,
+    StartScan,
+    State,
+    StopScan,
+    Subscribe,
+    Subscribed,
+    Timeouts,
+    VehicleMachine,
+)
+
+VIN = "VR1AB12C3D4567890"
+OTHER_VIN = "VXKUHZKXZL4123456"
+ADAPTER = "AA:BB:CC:00:00:0A"
+ADAPTER_B = "AA:BB:CC:00:00:0B"
+DONGLE = "AA:BB:CC:00:00:01"
+
+
+def machine(*, adapter: str | None = None, scan: float = 60.0) -> VehicleMachine:
+    m = VehicleMachine(VIN, first_time=True, timeouts=Timeouts(scan=scan), adapter=adapter)
+    assert m.start(0.0) == [StartScan()]
+    return m
+
+
+def connect_to(m: VehicleMachine, address: str, now: float) -> None:
+    assert m.handle(AdvertisementSeen(address, None), now) == [StopScan(), Connect(address)]
+    assert m.handle(Connected(), now) == [ReadIdentity()]
+
+
+def test_an_adapter_reading_the_vin_streams_verified() -> None:
+    m = machine()
+    connect_to(m, ADAPTER, 1.0)
+    assert m.handle(IdentityRead(VIN), 2.0) == [Subscribe()]
+    assert m.handle(Subscribed(), 2.0) == [Ready(VIN, ADAPTER)]
+    assert m.identity_verified
+    assert m.state is State.STREAMING
+
+
+def test_another_cars_adapter_is_left_alone_and_the_scan_goes_on() -> None:
+    m = machine(scan=600.0)
+    connect_to(m, ADAPTER, 1.0)
+    assert m.handle(IdentityRead(OTHER_VIN), 2.0) == [Disconnect(), StartScan()]
+    assert m.state is State.SCANNING
+    # Seen again soon after: ignored, however often it advertises.
+    assert m.handle(AdvertisementSeen(ADAPTER, None), 3.0) == []
+    assert m.handle(AdvertisementSeen(ADAPTER, None), 2.0 + FOREIGN_BACKOFF - 1) == []
+    # ...but the vehicle's own adapter is still found meanwhile.
+    connect_to(m, ADAPTER_B, 4.0)
+    assert m.handle(IdentityRead(VIN), 5.0) == [Subscribe()]
+
+
+def test_a_foreign_adapter_is_tried_again_after_its_back_off() -> None:
+    m = machine(scan=600.0)
+    connect_to(m, ADAPTER, 1.0)
+    m.handle(IdentityRead(OTHER_VIN), 2.0)
+    # The car came back within range later (or the adapter moved to this car).
+    connect_to(m, ADAPTER, 2.0 + FOREIGN_BACKOFF)
+
+
+def test_the_scan_timeout_names_the_other_cars_adapters() -> None:
+    m = machine(scan=30.0)
+    connect_to(m, ADAPTER, 1.0)
+    m.handle(IdentityRead(OTHER_VIN), 2.0)
+    actions = m.tick(30.0)
+    assert actions[0] == StopScan()
+    assert isinstance(actions[-1], Fail)
+    error = actions[-1].error
+    assert isinstance(error, ScanTimeout)  # the vehicle was never found
+    assert f"{ADAPTER} reads {OTHER_VIN}" in str(error)
+
+
+def test_no_vin_is_trusted_after_the_survey_when_it_is_the_only_adapter() -> None:
+    m = machine()
+    connect_to(m, ADAPTER, 0.5)
+    # Too early to know it is alone: the link is given up and retried later.
+    assert m.handle(IdentityRead(""), 1.0) == [Disconnect(), StartScan()]
+    retry = m.deadline
+    assert retry == 1.0 + RETRY_BASE
+    assert m.tick(retry) == [StopScan(), Connect(ADAPTER)]
+    m.handle(Connected(), retry)
+    assert m.handle(IdentityRead(""), SURVEY) == [Subscribe()]
+    assert m.handle(Subscribed(), SURVEY) == [Ready(VIN, ADAPTER)]
+    assert not m.identity_verified
+
+
+def test_no_vin_is_refused_when_another_adapter_is_in_range() -> None:
+    m = machine(scan=20.0)
+    m.handle(AdvertisementSeen(ADAPTER_B, None), 0.2)  # seen first, then connected to
+    assert m.handle(Connected(), 0.2) == [ReadIdentity()]
+    assert m.handle(IdentityRead(OTHER_VIN), 0.3) == [Disconnect(), StartScan()]
+    connect_to(m, ADAPTER, 0.4)
+    # ADAPTER_B proved to be another car's: ADAPTER is the only candidate left.
+    assert m.handle(IdentityRead(""), SURVEY + 1) == [Subscribe()]
+
+
+def test_no_vin_with_two_unproven_adapters_is_neither_and_says_how_to_choose() -> None:
+    m = machine(scan=20.0)
+    assert m.handle(AdvertisementSeen(ADAPTER, None), 0.1) == [StopScan(), Connect(ADAPTER)]
+    m.handle(ConnectFailed(ConnectionFailed("busy")), 0.2)
+    connect_to(m, ADAPTER_B, 0.3)
+    assert m.handle(IdentityRead(""), SURVEY + 1) == [Disconnect(), StartScan()]
+    actions = m.tick(20.0)
+    error = actions[-1]
+    assert isinstance(error, Fail)
+    assert isinstance(error.error, ScanTimeout)
+    assert "adapter=ADDRESS" in str(error.error)
+
+
+def test_a_named_adapter_is_trusted_at_once_and_the_others_ignored() -> None:
+    m = machine(adapter=ADAPTER)
+    assert m.handle(AdvertisementSeen(ADAPTER_B, None), 0.1) == []
+    connect_to(m, ADAPTER, 0.2)
+    assert m.handle(IdentityRead(""), 0.5) == [Subscribe()]
+    assert not m.identity_verified
+
+
+def test_a_named_adapter_reading_another_vin_is_still_refused() -> None:
+    m = machine(adapter=ADAPTER, scan=10.0)
+    connect_to(m, ADAPTER, 0.2)
+    assert m.handle(IdentityRead(OTHER_VIN), 0.5) == [Disconnect(), StartScan()]
+    assert isinstance(m.tick(10.0)[-1], Fail)
+
+
+def test_after_a_loss_only_the_adapter_that_streamed_is_tried() -> None:
+    m = machine()
+    connect_to(m, ADAPTER, 1.0)
+    m.handle(IdentityRead(VIN), 1.0)
+    m.handle(Subscribed(), 1.0)
+    actions = m.handle(LinkLost(), 10.0)
+    assert actions[-1] == StartScan()
+    assert m.state is State.RECONNECTING
+    assert m.handle(AdvertisementSeen(ADAPTER_B, None), 11.0) == []
+    assert m.handle(AdvertisementSeen(ADAPTER, None), 11.0) == [StopScan(), Connect(ADAPTER)]
+
+
+def test_an_o2x_dongle_and_an_adapter_in_one_scan() -> None:
+    # Whichever dongle the car carries: the dongle advertising the VIN is taken as
+    # it comes, like any O2X dongle.
+    m = machine()
+    connect_to(m, ADAPTER, 1.0)
+    m.handle(IdentityRead(OTHER_VIN), 2.0)
+    assert m.handle(AdvertisementSeen(DONGLE, VIN), 3.0) == [StopScan(), Connect(DONGLE)]
+    m.handle(Connected(), 3.0)
+    assert m.handle(IdentityRead(VIN), 3.0) == [Subscribe()]
