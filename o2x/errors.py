@@ -111,3 +111,25 @@ class SDKFormatError(O2XError, ValueError):
 
 class StateFileError(O2XError, OSError):
     """The file remembering the previous vehicle cannot be read or written."""
+
+
+# --- OBD adapters ------------------------------------------------------------
+
+__all__ += ["AdapterError", "AdapterTimeout", "AdapterUnsupported"]
+
+
+class AdapterError(ConnectionFailed):
+    """The OBD adapter cannot read the car's CAN bus.
+
+    Raised (or handed over in ``o2x.obd.SessionFailed``) when an ELM327-compatible
+    or SLCAN adapter answers in a way that rules monitoring out; the message names
+    the command and the answer.
+    """
+
+
+class AdapterUnsupported(AdapterError):
+    """The adapter does not do what reading the car needs (e.g. it cannot show raw CAN frames)."""
+
+
+class AdapterTimeout(AdapterError, TimeoutError):
+    """The adapter did not answer a command in time (no ``>`` prompt, no acknowledgement)."""
