@@ -12,7 +12,7 @@ agree are 0x568, so the tightest pair is filter 0x500, mask 0x568: it passes
 2 ** 6 = 64 IDs, the 10 wanted and **54 more**. That is fine: ``AmiBus`` ignores
 (and counts) IDs it does not know, and the point of the filter is only to cut the
 adapter's output, whose 512-byte transmit buffer overflows into ``BUFFER FULL`` on a
-busy bus ([E] p. 46; [K] ``can327.c``). It is twice as tight as the pair
+busy bus ([E] p. 87; [K] ``can327.c``). It is twice as tight as the pair
 servicemensch/TopolinoInfoDisplay ([T], ``src/main.cpp``) picks by hand for its
 MCP2515, 0x500/0x560 (128 IDs), which leaves bit 3 free.
 
