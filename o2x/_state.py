@@ -37,12 +37,20 @@ _MAX_SIZE = 64 * 1024
 _ADDRESS_RE = re.compile(r"[A-Za-z0-9:._/-]{1,128}")
 
 
+#: The kinds of dongle a vehicle can be remembered with.
+DONGLES = ("o2x", "adapter")
+
+
 @attrs.frozen
 class RememberedVehicle:
-    """The vehicle subscribed last: its VIN and the BLE address it was found at."""
+    """The vehicle subscribed last: its VIN, the BLE address it was found at, and the
+    kind of dongle there: ``"o2x"`` (an O2X dongle, found again by the VIN it
+    advertises) or ``"adapter"`` (a BLE OBD adapter, connected to again by its address).
+    Files written before the kind was kept hold an O2X dongle."""
 
     vin: str
     address: str
+    dongle: str = "o2x"
 
 
 def state_file(state_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -134,7 +142,7 @@ def _parse(raw: bytes) -> RememberedVehicle:
     if missing:
         keys = ", ".join(f'"{key}"' for key in missing)
         raise ValueError(f"missing key{'s' if len(missing) > 1 else ''} {keys}")
-    return _checked(RememberedVehicle(data["vin"], data["address"]))
+    return _checked(RememberedVehicle(data["vin"], data["address"], data.get("dongle", "o2x")))
 
 
 def _checked(vehicle: RememberedVehicle) -> RememberedVehicle:
@@ -145,7 +153,9 @@ def _checked(vehicle: RememberedVehicle) -> RememberedVehicle:
             f"the address {_quote(address)} is not a Bluetooth address or device identifier "
             "(up to 128 letters, digits and ':._/-')"
         )
-    return RememberedVehicle(normalize_vin(vehicle.vin), address)
+    if vehicle.dongle not in DONGLES:
+        raise ValueError(f"the dongle {_quote(vehicle.dongle)} is none of {', '.join(DONGLES)}")
+    return RememberedVehicle(normalize_vin(vehicle.vin), address, vehicle.dongle)
 
 
 def save(path: Path, vehicle: RememberedVehicle) -> None:
@@ -158,7 +168,14 @@ def save(path: Path, vehicle: RememberedVehicle) -> None:
         checked = _checked(vehicle)
     except (ValueError, InvalidVIN) as exc:
         raise StateFileError(f"cannot remember the vehicle in {_shown(path)}: {exc}") from exc
-    payload = json.dumps({"format": _FORMAT, "vin": checked.vin, "address": checked.address})
+    payload = json.dumps(
+        {
+            "format": _FORMAT,
+            "vin": checked.vin,
+            "address": checked.address,
+            "dongle": checked.dongle,
+        }
+    )
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(prefix=".vehicle-", suffix=".tmp", dir=path.parent)

@@ -41,8 +41,10 @@ class LinkCounters:
 class SourceSink(Protocol):
     """What a source reports, always on the caller's event loop."""
 
-    def advertisement(self, address: str, vin: str) -> None:
-        """A peer serving ``vin`` (``""``: not yet known) was found at ``address``."""
+    def advertisement(self, address: str, vin: str | None) -> None:
+        """A peer serving ``vin`` was found at ``address``: ``""`` for one that will
+        name it once connected, ``None`` for an OBD adapter (see
+        :class:`~o2x.machine.AdvertisementSeen`)."""
 
     def received(self, items: list[Received]) -> None:
         """Readings and events arrived on the current link, in order."""

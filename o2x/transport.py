@@ -1,5 +1,9 @@
 """Everything o2x does with bleak: scan, connect, read the identity, subscribe, disconnect.
 
+Two kinds of peer are found by one scan: an O2X dongle, by the VIN in its
+manufacturer data, and what looks like a BLE OBD adapter (:mod:`o2x.obd.layouts`),
+whose serial pipe :meth:`BleakLink.open_pipe` opens once connected.
+
 :class:`BleakLink` lives on the BLE stack's asyncio loop (see :mod:`o2x._aio`); the
 vehicle driver calls its coroutines through the portal and receives what the radio
 reports through a :class:`LinkSink`, on its own loop. Notifications cross loops in
@@ -23,6 +27,7 @@ from bleak.exc import BleakError
 from ._aio import AsyncioPortal
 from .dongle.profile import IDENTITY_UUID, TELEMETRY_UUID, advertised_vin
 from .errors import BluetoothUnavailable, ConnectionFailed
+from .obd.layouts import AdapterLayout, choose_layout, looks_like_adapter, uuid16
 
 __all__ = ["BleakLink", "LinkSink", "bluetooth_hint"]
 
@@ -33,6 +38,8 @@ CONNECT_TIMEOUT = 10.0
 GATT_TIMEOUT = 10.0
 #: Seconds allowed for a clean disconnection when leaving.
 DISCONNECT_TIMEOUT = 1.0
+#: Device Information's model number string: it tells a WiCAN Pro from a clone.
+_MODEL_NUMBER = uuid16(0x2A24)
 #: Notifications waiting to cross to the caller's thread, at most (about 1 MB).
 _MAX_PENDING = 4096
 #: Notifications handed to the sink per callback on the caller's loop, at most. A
@@ -46,6 +53,9 @@ class LinkSink(Protocol):
 
     def advertisement(self, address: str, vin: str) -> None:
         """An O2X dongle advertising ``vin`` was seen at ``address``."""
+
+    def adapter_seen(self, address: str) -> None:
+        """What looks like a BLE OBD adapter was seen at ``address``."""
 
     def notifications(self, generation: int, chunks: list[bytes]) -> None:
         """Telemetry bytes arrived on link ``generation``, in order."""
@@ -90,7 +100,10 @@ class BleakLink:
         self._scanner: BleakScanner | None = None
         self._scanning = False
         self._devices: dict[str, BLEDevice] = {}
+        self._names: dict[str, str] = {}
         self._client: BleakClient | None = None
+        # The open serial pipe of an OBD adapter: where to write, and how.
+        self._pipe: tuple[Any, bool] | None = None
         #: Bumped for every new link and on every disconnection we ask for, so that
         #: late callbacks of an old link are recognised and ignored.
         self.generation = 0
@@ -128,12 +141,20 @@ class BleakLink:
 
     def _detected(self, device: BLEDevice, advertisement: AdvertisementData) -> None:
         vin = advertised_vin(advertisement.manufacturer_data)
-        if vin is None:
+        name = advertisement.local_name or device.name
+        if vin is None and not looks_like_adapter(advertisement.service_uuids, name):
             return
         self._devices[device.address] = device
+        if name:
+            self._names[device.address] = name
         if len(self._devices) > 256:  # a crowded car park must not grow this forever
-            self._devices.pop(next(iter(self._devices)))
-        self._portal.to_caller_soon(self._sink.advertisement, device.address, vin)
+            gone = next(iter(self._devices))
+            self._devices.pop(gone)
+            self._names.pop(gone, None)
+        if vin is None:
+            self._portal.to_caller_soon(self._sink.adapter_seen, device.address)
+        else:
+            self._portal.to_caller_soon(self._sink.advertisement, device.address, vin)
 
     # --- the link ----------------------------------------------------------------------
 
@@ -182,8 +203,63 @@ class BleakLink:
         except (OSError, BleakError, TimeoutError) as exc:
             raise ConnectionFailed(f"could not subscribe to telemetry: {_describe(exc)}") from exc
 
+    async def open_pipe(self, address: str) -> AdapterLayout:
+        """Open a connected OBD adapter's serial pipe: its output goes to the sink as
+        notifications from now on, and :meth:`write` sends to it."""
+        client = self._require_client()
+        services = {
+            service.uuid: {c.uuid for c in service.characteristics} for service in client.services
+        }
+        model: str | None = None
+        if client.services.get_characteristic(_MODEL_NUMBER) is not None:
+            try:
+                async with asyncio.timeout(GATT_TIMEOUT):
+                    raw = await client.read_gatt_char(_MODEL_NUMBER)
+                model = bytes(raw).decode("utf-8", "replace").strip("\x00 ")
+            except (OSError, BleakError, TimeoutError) as exc:
+                _log.debug("reading the model number of %s failed: %s", address, exc)
+        layout = choose_layout(services, local_name=self._names.get(address), model=model)
+        if layout is None:
+            raise ConnectionFailed(
+                f"{address} offers none of the serial services of the OBD adapters o2x "
+                f"knows (it has {', '.join(sorted(services)) or 'no services'})"
+            )
+        write = client.services.get_characteristic(layout.write)
+        assert write is not None  # choose_layout saw it
+        # Without response where the characteristic allows it: the adapter's answer
+        # is the acknowledgement that matters, and a round trip per write is slow.
+        self._pipe = (write, "write-without-response" not in write.properties)
+        generation = self.generation
+        try:
+            async with asyncio.timeout(GATT_TIMEOUT):
+                await client.start_notify(
+                    layout.notify, lambda _, data: self._received(generation, data)
+                )
+        except (OSError, BleakError, TimeoutError) as exc:
+            raise ConnectionFailed(
+                f"could not subscribe to the adapter's output: {_describe(exc)}"
+            ) from exc
+        return layout
+
+    async def write(self, data: bytes) -> None:
+        """Write ``data`` to the open pipe, in pieces the link carries."""
+        client = self._require_client()
+        if self._pipe is None:
+            raise ConnectionFailed("the adapter's pipe is not open")
+        characteristic, response = self._pipe
+        size = max(20, client.mtu_size - 3)
+        try:
+            async with asyncio.timeout(GATT_TIMEOUT):
+                for start in range(0, len(data), size):
+                    await client.write_gatt_char(
+                        characteristic, data[start : start + size], response=response
+                    )
+        except (OSError, BleakError, TimeoutError) as exc:
+            raise ConnectionFailed(f"could not write to the adapter: {_describe(exc)}") from exc
+
     async def disconnect(self) -> None:
         """Tear the current link down, if any. Never raises; bounded in time."""
+        self._pipe = None
         client, self._client = self._client, None
         if client is None:
             return

@@ -255,9 +255,11 @@ class O2XVehicle:
         radio: Radio | None = None,
         state_dir: str | os.PathLike[str] | None = None,
         can_bus: can.BusABC | None = None,
+        adapter: str | None = None,
     ) -> None:
         # Use first_time(), previous() or over_can(); this signature is not part of the API.
         self._vin = vin
+        self._adapter = adapter
         self._can_bus = can_bus
         # Sees every CAN message read (o2x record --can); set before entering.
         self._can_recorder: Callable[[can.Message], object] | None = None
@@ -303,14 +305,23 @@ class O2XVehicle:
         timeouts: Timeouts | None = None,
         radio: Radio | None = None,
         state_dir: str | os.PathLike[str] | None = None,
+        adapter: str | None = None,
     ) -> Self:
         """Subscribe to a new vehicle: scan for ``vin``, for at most ``timeouts.scan`` s.
+
+        Whichever dongle the car carries: an O2X dongle is found by the VIN it
+        advertises; a BLE OBD adapter in the car's OBD port (ELM327-compatible, or
+        a WiCAN) is connected to, and its car's VIN read off the bus; an adapter
+        in another car is left alone and the scan goes on. ``adapter=`` names the
+        adapter's address: others are ignored, and it is used even if its car's bus
+        broadcasts no VIN (``stats.identity_verified`` then says the VIN was taken
+        on trust; ``docs/obd.md`` has the whole rule).
 
         ``vin`` is checked here (17 characters of ``[A-HJ-NPR-Z0-9]``, any case):
         :class:`~o2x.errors.InvalidVIN` otherwise. Once connected, the vehicle is
         remembered (in ``state_dir``, ``$O2X_STATE_DIR`` or the user's state
-        directory) for :meth:`previous`. Entering raises
-        :class:`~o2x.errors.ScanTimeout` if nothing is found in time.
+        directory), with the kind of its dongle, for :meth:`previous`. Entering
+        raises :class:`~o2x.errors.ScanTimeout` if nothing is found in time.
         """
         return cls(
             normalize_vin(vin),
@@ -318,6 +329,7 @@ class O2XVehicle:
             timeouts=timeouts,
             radio=radio,
             state_dir=state_dir,
+            adapter=adapter,
         )
 
     @classmethod
@@ -422,7 +434,8 @@ class O2XVehicle:
             samples_dropped=self._samples_dropped,
             disconnections=self._disconnections,
             reconnects=self._machine.reconnects if self._machine is not None else 0,
-            identity_verified=counters.identity_verified if counters else True,
+            identity_verified=(counters.identity_verified if counters else True)
+            and (self._machine.identity_verified if self._machine is not None else True),
         )
 
     def samples(self, *, buffer: int = 256) -> Stream[VehicleInfo]:
@@ -484,6 +497,8 @@ class O2XVehicle:
                     "connect once with O2XVehicle.first_time(vin)"
                 )
             self._vin = remembered.vin
+            if remembered.dongle == "adapter":
+                self._adapter = remembered.address
         self._clock = _loop_clock()
         if self._vin is not None:  # else (a CAN bus naming its VIN) once it is known
             self._claim(self._vin)
@@ -499,6 +514,7 @@ class O2XVehicle:
                 timeouts=self.timeouts,
                 single_peer=source.single_peer,
                 not_found_hint=source.not_found_hint,
+                adapter=self._adapter,
             )
             self._task_group = anyio.create_task_group()
             await self._task_group.__aenter__()
@@ -542,6 +558,7 @@ class O2XVehicle:
             scanner_kwargs=scanner_kwargs,
             client_kwargs=client_kwargs,
             system_bluetooth=self._radio is None,
+            vin_wait=self.timeouts.loose_connection,
         )
 
     async def __aexit__(
@@ -710,7 +727,9 @@ class O2XVehicle:
         if not self._claimed:  # a CAN bus that named its VIN only now
             self._claim(ready.vin)
         if self._can_bus is None:  # previous() finds Bluetooth dongles, not a bus
-            remembered = _state.RememberedVehicle(ready.vin, ready.address)
+            source = self._source
+            dongle = "adapter" if getattr(source, "layout", None) is not None else "o2x"
+            remembered = _state.RememberedVehicle(ready.vin, ready.address, dongle)
             await anyio.to_thread.run_sync(_state.save, self._state_path, remembered)
         self._ready.set()
 
@@ -724,7 +743,7 @@ class O2XVehicle:
 
     # --- what the source reports (SourceSink), on the caller's loop ---------------------
 
-    def advertisement(self, address: str, vin: str) -> None:
+    def advertisement(self, address: str, vin: str | None) -> None:
         """A peer was found; only interesting while looking for the vehicle."""
         machine = self._machine
         if machine is not None and machine.state in (State.SCANNING, State.RECONNECTING):

@@ -303,3 +303,28 @@ def test_save_writes_only_what_load_reads_back(tmp_path: Path) -> None:
             save(path, vehicle)
     assert not path.exists()
     assert _temp_files(tmp_path) == []
+
+
+def test_the_dongle_kind_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "vehicle.json"
+    save(path, RememberedVehicle("VR1AB12C3D4567890", "AA:BB:CC:DD:EE:FF", "adapter"))
+    assert json.loads(path.read_text())["dongle"] == "adapter"
+    assert load(path) == RememberedVehicle("VR1AB12C3D4567890", "AA:BB:CC:DD:EE:FF", "adapter")
+
+
+def test_a_file_from_before_the_dongle_kind_holds_an_o2x_dongle(tmp_path: Path) -> None:
+    path = tmp_path / "vehicle.json"
+    path.write_text('{"format": 1, "vin": "VR1AB12C3D4567890", "address": "AA:BB:CC:DD:EE:FF"}')
+    remembered = load(path)
+    assert remembered is not None
+    assert remembered.dongle == "o2x"
+
+
+@pytest.mark.parametrize("dongle", ["", "elm", 1, None, "ADAPTER"])
+def test_an_unknown_dongle_kind_is_a_damaged_file(tmp_path: Path, dongle: object) -> None:
+    path = tmp_path / "vehicle.json"
+    path.write_text(
+        json.dumps({"format": 1, "vin": "VR1AB12C3D4567890", "address": "AA:BB", "dongle": dongle})
+    )
+    with pytest.raises(StateFileError, match="dongle"):
+        load(path)

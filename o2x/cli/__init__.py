@@ -48,7 +48,31 @@ class _Number(click.FloatRange):
         return number
 
 
+_DONGLES = ["o2x", "elm327", "wican"]
+
+
+def _dongle_option(default: str) -> Callable[[F], F]:
+    return click.option(
+        "--dongle",
+        type=click.Choice(_DONGLES),
+        default=default,
+        show_default=True,
+        help="With --simulate: the dongle the simulated car carries (an O2X dongle, an "
+        "ELM327-compatible BLE OBD adapter, or a WiCAN).",
+    )
+
+
+def _adapter_option(f: F) -> F:
+    return click.option(
+        "--adapter",
+        metavar="ADDRESS",
+        help="Use the BLE OBD adapter at this address (see `o2x scan`) and no other; "
+        "it is used even if the car's bus names no VIN.",
+    )(f)
+
+
 def _simulate_options(f: F) -> F:
+    f = _dongle_option("o2x")(f)
     f = click.option(
         "--sim-speed",
         type=_Number(min=0, min_open=True, max=_MAX_SIM_SPEED),
@@ -132,6 +156,8 @@ def _target(
     backend: str,
     can_interface: str | None = None,
     bitrate: int = 500_000,
+    dongle: str = "o2x",
+    adapter: str | None = None,
 ) -> Any:
     from ._live import Target
 
@@ -144,6 +170,10 @@ def _target(
                 "--can takes INTERFACE:CHANNEL (socketcan:can0, virtual:demo), "
                 f"not {can_interface!r}"
             )
+        if adapter is not None:
+            raise click.UsageError("--adapter is a Bluetooth OBD adapter; --can reads a bus")
+        if dongle != "o2x":
+            raise click.UsageError("--dongle is the simulated car's Bluetooth dongle, not --can")
         wanted = "" if vin is None else check_vin(vin)
         sim = simulation(simulate, sim_vin, wanted or None, sim_speed)
         return Target(wanted, False, timeout, sim, backend, (interface, channel), bitrate)
@@ -152,12 +182,17 @@ def _target(
     if vin is None and not previous:
         raise click.UsageError("give the car's VIN, or --previous for the one connected to last")
     if previous:
+        if adapter is not None:
+            raise click.UsageError("--previous uses the remembered dongle; --adapter needs a VIN")
         wanted = remembered(simulate).vin
     else:
         assert vin is not None
         wanted = check_vin(vin)
-    sim = simulation(simulate, sim_vin, wanted, sim_speed)
-    return Target(wanted, previous, timeout, sim, backend)
+    sim = simulation(simulate, sim_vin, wanted, sim_speed, dongle)
+    if adapter is not None and sim is not None:
+        # The simulated adapter's address is the simulator's to choose: pin that one.
+        raise click.UsageError("--adapter names a real adapter; with --simulate use --dongle")
+    return Target(wanted, previous, timeout, sim, backend, adapter=adapter)
 
 
 @click.group(
@@ -182,19 +217,27 @@ def cli() -> None:
 @_backend_option
 # Tests run the scenario without its pauses; the pauses are only there for the viewer.
 @click.option("--pace", type=_Number(min=0), default=1.0, hidden=True)
-def demo(json_mode: bool, backend: str, pace: float) -> None:
+@click.option(
+    "--dongle",
+    type=click.Choice(_DONGLES),
+    default="elm327",
+    show_default=True,
+    help="The dongle the simulated car carries: an ELM327-compatible BLE OBD adapter "
+    "(what a user can buy today), a WiCAN, or an O2X dongle.",
+)
+def demo(json_mode: bool, backend: str, pace: float, dongle: str) -> None:
     """Watch the real client follow a simulated car through a short scenario (~20 s).
 
-    A simulated AMI on a virtual Bluetooth LE radio is parked, driven, parked
-    again, plugged in with its parking brake off (cantCharge), charged, and
-    loses its Bluetooth link; o2x reports each step as an application receives
-    it, reconnects by itself, and a summary ends the run. Needs the sim extra
-    (pip install 'o2x[sim]').
+    A simulated AMI on a virtual Bluetooth LE radio, with a BLE OBD adapter in
+    its OBD port (--dongle chooses), is parked, driven, parked again, plugged in
+    with its parking brake off (cantCharge), charged, and loses its Bluetooth
+    link; o2x reports each step as an application receives it, reconnects by
+    itself, and a summary ends the run. Needs the sim extra (pip install 'o2x[sim]').
     """
     from ._demo import Demo
 
     out, err = consoles()
-    show = Demo(out, err, json_mode=json_mode, pace=pace)
+    show = Demo(out, err, json_mode=json_mode, pace=pace, dongle=dongle)
     run(show.run, backend=backend, on_interrupt="Demo interrupted.", err=err)
 
 
@@ -210,16 +253,24 @@ def demo(json_mode: bool, backend: str, pace: float) -> None:
 @_json_option("One JSON object per dongle and line.")
 @_simulate_options
 def scan(
-    timeout: float, json_mode: bool, simulate: bool, sim_vin: str | None, sim_speed: float
+    *,
+    timeout: float,
+    json_mode: bool,
+    simulate: bool,
+    sim_vin: str | None,
+    sim_speed: float,
+    dongle: str,
 ) -> None:
-    """List the O2X dongles nearby: VIN, address, signal strength (RSSI) and name.
+    """List the dongles nearby: O2X dongles (with the VIN they advertise) and what looks
+    like a BLE OBD adapter (its car's VIN is only known once connected), with their
+    address, signal strength (RSSI) and name.
 
     Exits with 4 if none is heard.
     """
     from ._live import scan as scan_for
 
     out, err = consoles()
-    sim = simulation(simulate, sim_vin, None, sim_speed)
+    sim = simulation(simulate, sim_vin, None, sim_speed, dongle)
     run(partial(scan_for, out, err, seconds=timeout, sim=sim, json_mode=json_mode), err=err)
 
 
@@ -248,6 +299,7 @@ def scan(
     help="Stop after streaming this long (exit 0).",
 )
 @_can_options
+@_adapter_option
 @_backend_option
 @_simulate_options
 def watch(
@@ -261,10 +313,12 @@ def watch(
     duration: float | None,
     can_interface: str | None,
     bitrate: int,
+    adapter: str | None,
     backend: str,
     simulate: bool,
     sim_vin: str | None,
     sim_speed: float,
+    dongle: str,
 ) -> None:
     """Follow a vehicle: its status changes (or every reading) and events, until Ctrl-C.
 
@@ -287,6 +341,8 @@ def watch(
         backend=backend,
         can_interface=can_interface,
         bitrate=bitrate,
+        dongle=dongle,
+        adapter=adapter,
     )
     run(
         partial(
@@ -336,6 +392,7 @@ def vin_command(simulate: bool) -> None:
 @_timeout_option
 @_json_option("Also print each reading and event, decoded live, as JSON lines.")
 @_can_options
+@_adapter_option
 @_backend_option
 @_simulate_options
 def record(
@@ -348,10 +405,12 @@ def record(
     json_mode: bool,
     can_interface: str | None,
     bitrate: int,
+    adapter: str | None,
     backend: str,
     simulate: bool,
     sim_vin: str | None,
     sim_speed: float,
+    dongle: str,
 ) -> None:
     """Record a vehicle's raw telemetry notifications to a capture file.
 
@@ -374,6 +433,8 @@ def record(
         backend=backend,
         can_interface=can_interface,
         bitrate=bitrate,
+        dongle=dongle,
+        adapter=adapter,
     )
     run(
         partial(record_to, out, err, target, path=output, duration=duration, json_mode=json_mode),

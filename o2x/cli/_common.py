@@ -238,17 +238,21 @@ class Simulation:
     vin: str
     speed: float
     autopilot: bool = True
+    #: The dongle the simulated car carries: o2x, elm327 or wican.
+    dongle: str = "o2x"
 
 
 def simulation(
-    simulate: bool, sim_vin: str | None, vin: str | None, speed: float
+    simulate: bool, sim_vin: str | None, vin: str | None, speed: float, dongle: str = "o2x"
 ) -> Simulation | None:
     """The simulation the options ask for (``None``: use the system's Bluetooth)."""
     if not simulate:
         if sim_vin is not None:
             raise click.UsageError("--sim-vin only makes sense with --simulate")
+        if dongle != "o2x":
+            raise click.UsageError("--dongle chooses the simulated car's dongle: use --simulate")
         return None
-    return Simulation(check_vin(sim_vin or vin or DEFAULT_VIN), speed)
+    return Simulation(check_vin(sim_vin or vin or DEFAULT_VIN), speed, dongle=dongle)
 
 
 def state_dir(simulated: bool) -> Path | None:
@@ -290,13 +294,15 @@ async def open_radio(sim: Simulation | None) -> AsyncIterator[Radio | None]:
     if sim is None:
         yield None
         return
-    async with open_simulation(sim.vin, speed=sim.speed, autopilot=sim.autopilot) as (radio, _):
+    async with open_simulation(
+        sim.vin, speed=sim.speed, autopilot=sim.autopilot, dongle=sim.dongle
+    ) as (radio, _):
         yield radio
 
 
 @asynccontextmanager
 async def open_simulation(
-    vin: str, *, speed: float, autopilot: bool
+    vin: str, *, speed: float, autopilot: bool, dongle: str = "o2x"
 ) -> AsyncIterator[tuple[VirtualRadio, SimulatedVehicle]]:
     """A virtual radio with a simulated vehicle on it (Bumble is an optional dependency)."""
     try:
@@ -307,7 +313,9 @@ async def open_simulation(
             ExitCode.MISSING,
         ) from None
     async with VirtualRadio() as radio:
-        vehicle = await radio.add(SimulatedVehicle(vin, autopilot=autopilot, time_scale=speed))
+        vehicle = await radio.add(
+            SimulatedVehicle(vin, autopilot=autopilot, time_scale=speed, dongle=dongle)
+        )
         yield radio, vehicle
 
 

@@ -124,6 +124,17 @@ STEPS: Final = (
 )
 
 
+#: The first step's caption when the car carries an OBD adapter instead.
+_ADAPTER_CONNECT: Final = {
+    "elm327": "An ELM327-compatible OBD adapter sits in the car's OBD port. o2x finds it "
+    "over Bluetooth LE, sets it to monitor the car's CAN bus (AT commands, then ATMA), "
+    "reads the VIN the bus broadcasts and decodes every reading from the car's frames.",
+    "wican": "A WiCAN sits in the car's OBD port. o2x finds it over Bluetooth LE, opens "
+    "its CAN channel (SLCAN at 500 kbit/s), reads the VIN the bus broadcasts and decodes "
+    "every reading from the car's frames.",
+}
+
+
 @attrs.define
 class _Seen:
     """Where the reports stood when a step began, to tell what came after."""
@@ -135,7 +146,16 @@ class _Seen:
 class Demo:
     """Runs the scenario and keeps what the client reported, for the screen and the summary."""
 
-    def __init__(self, out: Console, err: Console, *, json_mode: bool, pace: float) -> None:
+    def __init__(
+        self, out: Console, err: Console, *, json_mode: bool, pace: float, dongle: str = "elm327"
+    ) -> None:
+        #: The dongle the simulated car carries: o2x, elm327 or wican.
+        self.dongle = dongle
+        self.steps: tuple[Step, ...] = (
+            STEPS
+            if dongle == "o2x"
+            else (attrs.evolve(STEPS[0], caption=_ADAPTER_CONNECT[dongle]), *STEPS[1:])
+        )
         self.out = out
         self.err = err
         self.json_mode = json_mode
@@ -144,7 +164,7 @@ class Demo:
         self.vin = DEFAULT_VIN
         self.current = -1
         #: Per step: None (not yet), True (seen), False (missed).
-        self.outcome: list[bool | None] = [None] * len(STEPS)
+        self.outcome: list[bool | None] = [None] * len(self.steps)
         self.latest: VehicleInfo | None = None
         self.statuses: list[VehicleStatus] = []
         self.events: list[EventKind] = []
@@ -184,7 +204,9 @@ class Demo:
             async with anyio.create_task_group() as screen:
                 if live is not None:
                     screen.start_soon(self._redraw, live)
-                async with open_simulation(self.vin, speed=SPEED, autopilot=False) as (radio, sim):
+                async with open_simulation(
+                    self.vin, speed=SPEED, autopilot=False, dongle=self.dongle
+                ) as (radio, sim):
                     await self._with_client(radio, sim)
                 screen.cancel_scope.cancel()
         finally:
@@ -192,7 +214,9 @@ class Demo:
                 live.refresh()
                 live.stop()
         self._summary()
-        missed = [step.name for step, seen in zip(STEPS, self.outcome, strict=True) if not seen]
+        missed = [
+            step.name for step, seen in zip(self.steps, self.outcome, strict=True) if not seen
+        ]
         if missed:
             raise Failure(
                 f"the demo did not see every step (missed: {', '.join(missed)})",
@@ -282,7 +306,7 @@ class Demo:
 
     async def _hold(self, index: int) -> None:
         # Time for the viewer to take the scene in; nothing depends on it.
-        await anyio.sleep(STEPS[index].hold * self.pace)
+        await anyio.sleep(self.steps[index].hold * self.pace)
         if not self.json_mode and not self.live_mode and self.latest is not None:
             self.out.print(Text("          now: ") + reading_text(self.latest))
 
@@ -344,18 +368,20 @@ class Demo:
 
     def _begin(self, index: int) -> None:
         self.current = index
-        step = STEPS[index]
+        step = self.steps[index]
         if not self.json_mode and not self.live_mode:
             self.out.print(
                 Text.assemble(
-                    (f"[{index + 1}/{len(STEPS)}] {step.title}", "bold"), f": {step.caption}"
+                    (f"[{index + 1}/{len(self.steps)}] {step.title}", "bold"), f": {step.caption}"
                 )
             )
 
     def _finish(self, index: int, seen: bool) -> None:
         self.outcome[index] = seen
         if not seen:
-            self._log(Text(f"step '{STEPS[index].name}' was not seen in time", style="bold red"))
+            self._log(
+                Text(f"step '{self.steps[index].name}' was not seen in time", style="bold red")
+            )
 
     def _log(self, message: Text) -> None:
         at = self._elapsed()
@@ -377,11 +403,11 @@ class Demo:
         parts: list[RenderableType] = [header]
         used = _lines(header.plain, width)
         if self.current >= 0:
-            step = STEPS[self.current]
+            step = self.steps[self.current]
             parts.append(
                 Panel(
                     Text(step.caption),
-                    title=f"[bold]Step {self.current + 1} of {len(STEPS)}: {step.title}[/]",
+                    title=f"[bold]Step {self.current + 1} of {len(self.steps)}: {step.title}[/]",
                     title_align="left",
                     border_style="cyan",
                 )
@@ -444,7 +470,7 @@ class Demo:
         grid = Table.grid(padding=(0, 1))
         grid.add_column(width=2)
         grid.add_column()
-        for index, (step, outcome) in enumerate(zip(STEPS, self.outcome, strict=True)):
+        for index, (step, outcome) in enumerate(zip(self.steps, self.outcome, strict=True)):
             if outcome is True:
                 style = "bold" if index == self.current else ""
                 grid.add_row(Text("✓", style="green"), Text(step.name, style=style))
@@ -484,11 +510,11 @@ class Demo:
     # --- the end ---------------------------------------------------------------------------
 
     def _summary(self) -> None:
-        seen = [step.name for step, ok in zip(STEPS, self.outcome, strict=True) if ok]
+        seen = [step.name for step, ok in zip(self.steps, self.outcome, strict=True) if ok]
         rows = [
             (
                 "steps seen",
-                f"{len(seen)} of {len(STEPS)} ({', '.join(seen) if seen else 'none'})",
+                f"{len(seen)} of {len(self.steps)} ({', '.join(seen) if seen else 'none'})",
             ),
             ("readings", f"{self.samples} samples, {len(self.statuses)} status changes"),
             (

@@ -29,6 +29,7 @@ from ..dongle.profile import advertised_vin
 from ..errors import BluetoothUnavailable
 from ..machine import Timeouts
 from ..model import Event, EventKind, VehicleInfo
+from ..obd.layouts import looks_like_adapter
 from ..transport import bluetooth_hint
 from ..vehicle import O2XVehicle, Radio, Stream
 from ._common import (
@@ -59,30 +60,37 @@ V = TypeVar("V", bound=O2XVehicle)
 
 @attrs.frozen
 class Dongle:
-    """An O2X dongle heard while scanning."""
+    """A dongle heard while scanning: an O2X dongle, or what looks like an OBD adapter."""
 
-    vin: str
+    #: The VIN an O2X dongle advertises; ``None`` for an adapter (known once connected).
+    vin: str | None
     address: str
     rssi: int
     name: str
+    #: ``"o2x"`` or ``"adapter"``.
+    kind: str = "o2x"
 
 
 async def scan(
     out: Console, err: Console, *, seconds: float, sim: Simulation | None, json_mode: bool
 ) -> None:
-    """List the O2X dongles heard within ``seconds``, strongest first."""
+    """List the dongles heard within ``seconds``, strongest first."""
     found: dict[str, Dongle] = {}
     async with open_radio(sim) as radio:
         kwargs = radio.scanner_kwargs() if radio is not None else {}
 
         def detected(device: BLEDevice, advertisement: AdvertisementData) -> None:
             vin = advertised_vin(advertisement.manufacturer_data)
+            name = advertisement.local_name or device.name or ""
             if vin is not None:
-                name = advertisement.local_name or device.name or ""
                 found[device.address] = Dongle(vin, device.address, advertisement.rssi, name)
+            elif looks_like_adapter(advertisement.service_uuids, name):
+                found[device.address] = Dongle(
+                    None, device.address, advertisement.rssi, name, "adapter"
+                )
 
         # bleak is asyncio-only and so is this command: no portal is needed.
-        with spinner(err, "Scanning for O2X dongles", seconds) as describe:
+        with spinner(err, "Scanning for dongles", seconds) as describe:
             try:
                 scanner = BleakScanner(detection_callback=detected, **kwargs)
                 await scanner.start()
@@ -95,32 +103,42 @@ async def scan(
             try:
                 deadline = anyio.current_time() + seconds
                 while (left := deadline - anyio.current_time()) > 0:
-                    describe(f"Scanning for O2X dongles: {len(found)} found")
+                    describe(f"Scanning for dongles: {len(found)} found")
                     await anyio.sleep(min(0.2, left))
             finally:
                 await scanner.stop()
     if not found:
         raise Failure(
-            f"no O2X dongle found within {seconds:g} s; check that the car is switched on "
+            f"no dongle found within {seconds:g} s; check that the car is switched on "
             "and within Bluetooth range (a few metres), or scan longer with --timeout",
             ExitCode.NOT_FOUND,
         )
-    dongles = sorted(found.values(), key=lambda d: (-d.rssi, d.vin))
+    dongles = sorted(found.values(), key=lambda d: (-d.rssi, d.vin or "", d.address))
     if json_mode:
         for dongle in dongles:
             write_line(json.dumps(attrs.asdict(dongle)))
     elif out.is_terminal:
-        table = Table(title=f"O2X dongles heard in {seconds:g} s", title_justify="left")
+        table = Table(title=f"Dongles heard in {seconds:g} s", title_justify="left")
         table.add_column("VIN", style="bold")
+        table.add_column("Kind")
         table.add_column("Address")
         table.add_column("RSSI", justify="right")
         table.add_column("Name")
         for dongle in dongles:
-            table.add_row(dongle.vin, dongle.address, f"{dongle.rssi} dBm", dongle.name)
+            table.add_row(
+                dongle.vin or "(read on connecting)",
+                "O2X dongle" if dongle.kind == "o2x" else "OBD adapter",
+                dongle.address,
+                f"{dongle.rssi} dBm",
+                dongle.name,
+            )
         out.print(table)
     else:
         for dongle in dongles:
-            write_line(f"{dongle.vin}\t{dongle.address}\t{dongle.rssi}\t{dongle.name}")
+            write_line(
+                f"{dongle.vin or '-'}\t{dongle.address}\t{dongle.rssi}\t{dongle.name}"
+                f"\t{dongle.kind}"
+            )
 
 
 # --- connecting ----------------------------------------------------------------------
@@ -141,6 +159,8 @@ class Target:
     #: ``--can INTERFACE:CHANNEL``: read the car's CAN bus instead of a dongle.
     can: tuple[str, str] | None = None
     bitrate: int = 500_000
+    #: ``--adapter ADDRESS``: the one BLE OBD adapter to use.
+    adapter: str | None = None
 
     @property
     def scan_limit(self) -> float | None:
@@ -158,7 +178,11 @@ def make_vehicle(cls: type[V], target: Target, radio: Radio | None) -> V:
     # The remembered vehicle with a time limit is a first-time subscription to its
     # VIN: only first_time() scans with a timeout.
     return cls.first_time(
-        target.vin, timeouts=Timeouts(scan=limit), radio=radio, state_dir=directory
+        target.vin,
+        timeouts=Timeouts(scan=limit),
+        radio=radio,
+        state_dir=directory,
+        adapter=target.adapter,
     )
 
 

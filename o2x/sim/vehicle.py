@@ -1,14 +1,19 @@
-"""A simulated car with an O2X dongle: a Bumble peripheral serving the O2X profile.
+"""A simulated car with a dongle: a Bumble peripheral on the virtual radio.
 
-It advertises and serves the profile exactly as a dongle does, streams INFO frames
-from a :class:`~o2x.sim.model.VehicleModel`, and offers fault injection and a
-ground-truth log for tests to compare with what the library reports.
+By default the dongle is an O2X dongle: it advertises and serves the profile
+exactly as one does and streams INFO frames from a
+:class:`~o2x.sim.model.VehicleModel`. With ``dongle="elm327"`` or ``"wican"`` the
+same car carries a BLE OBD adapter in its OBD port instead: the model's state goes
+on the car's CAN bus (:func:`o2x.sim.can.ami_frames`) and the adapter, an emulator
+of the real thing (:mod:`o2x.sim.adapters`), hands it over Bluetooth LE as such an
+adapter does. Fault injection and a ground-truth log are there for tests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import math
 import random
 import time
 from collections import deque
@@ -30,6 +35,7 @@ from ..dongle.profile import (
     manufacturer_data_for,
 )
 from ..model import EventKind, VehicleStatus, derive_status, normalize_vin
+from ._adapter import DONGLES, AdapterDongle, notification_pdu
 from ._portal import call_async, call_sync
 from ._stack import (
     AD_COMPLETE_NAME,
@@ -46,6 +52,8 @@ from ._stack import (
     uninterruptible,
     uuid128_le,
 )
+from .adapters import Elm327Quirks
+from .can import ami_frames, vin_frames
 from .model import InfoValues, Phase, VehicleModel
 
 __all__ = ["Fault", "LogKind", "LogRecord", "SimulatedVehicle"]
@@ -158,6 +166,9 @@ class SimulatedVehicle:
         tx_power: int = 0,
         flush_timeout: float = 0.01,
         identity_vin: str | None = None,
+        dongle: str = "o2x",
+        broadcast_vin: bool = True,
+        quirks: Elm327Quirks | None = None,
     ) -> None:
         if not 0 < rate_hz <= MAX_RATE_HZ:
             raise ValueError(f"rate_hz must be above 0 and at most {MAX_RATE_HZ}, not {rate_hz}")
@@ -169,7 +180,15 @@ class SimulatedVehicle:
             raise ValueError("rssi is -127..20 dBm and tx_power -127..127 dBm")
         if not 0 <= flush_timeout <= 60:
             raise ValueError(f"flush_timeout must be 0 to 60 s, not {flush_timeout}")
+        if dongle not in DONGLES:
+            raise ValueError(f"dongle must be one of {', '.join(DONGLES)}, not {dongle!r}")
+        if quirks is not None and dongle != "elm327":
+            raise ValueError("quirks are an ELM327 adapter's (dongle='elm327')")
         self.vin: Final = normalize_vin(vin)
+        #: The dongle the car carries: ``"o2x"``, ``"elm327"`` or ``"wican"``.
+        self.dongle: Final = dongle
+        #: Whether the car's bus carries its VIN (frames 0x710..0x712), for adapters.
+        self.broadcast_vin = broadcast_vin
         self.seed: Final = seed
         self.rate_hz: Final = rate_hz
         self.time_scale: Final = time_scale
@@ -182,9 +201,18 @@ class SimulatedVehicle:
             total_odometer=total_odometer,
         )
         #: Bluetooth address of the dongle (random static, derived from the VIN).
-        self.address: Final = address_for(self.vin)
+        self.address: Final = address_for(self.vin if dongle == "o2x" else f"{self.vin}/{dongle}")
+        #: The OBD adapter in the car's port, if that is the dongle.
+        self.adapter: Final = (
+            None
+            if dongle == "o2x"
+            else AdapterDongle(dongle, address=self.address, quirks=quirks, seed=seed)
+        )
         #: The local name in the scan response.
-        self.local_name: Final = local_name_for(self.vin)
+        self.local_name: Final = (
+            local_name_for(self.vin) if self.adapter is None else self.adapter.local_name
+        )
+        self._since_vin = math.inf
         self.flush_timeout = flush_timeout
         self._rssi = rssi
         self._tx_power = tx_power
@@ -220,6 +248,7 @@ class SimulatedVehicle:
         self._on_sent: deque[tuple[int, Callable[[], None]]] = deque()
         self._flush_handle: asyncio.TimerHandle | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._pump: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._advertising_lock: asyncio.Lock | None = None
         self._detaching = False
@@ -317,6 +346,7 @@ class SimulatedVehicle:
 
     async def emit_event(self, event: EventKind | int) -> bool:
         """Send an EVENT frame now; returns whether it was sent (a central listening)."""
+        self._o2x_only("emit_event")
         encode_event(event)  # refuse what has no wire code before going anywhere
         return await call_sync(self._portal, self._send_event, event)
 
@@ -345,6 +375,7 @@ class SimulatedVehicle:
         """
         if n < 0:
             raise ValueError(f"n cannot be negative, not {n}")
+        self._o2x_only("corrupt_next")
         await call_sync(self._portal, self._corrupt_next, n)
 
     async def advertise(self, enabled: bool) -> None:
@@ -372,6 +403,13 @@ class SimulatedVehicle:
         """Wait until no central is connected (wrap in a timeout)."""
         await call_async(self._portal, self._wait_link, False)
 
+    def _o2x_only(self, what: str) -> None:
+        if self.adapter is not None:
+            raise TypeError(
+                f"{what} is the O2X dongle's: an OBD adapter carries the car's bus, where "
+                "events and values come from the car's state (drive, park, charge, set)"
+            )
+
     # --- implementation: everything below runs on the radio's loop --------------------
 
     def _record(self, kind: LogKind, **fields: Any) -> None:
@@ -395,15 +433,41 @@ class SimulatedVehicle:
 
     def _send_current(self) -> None:
         self._values = values = self.model.snapshot()
+        if self.adapter is not None:
+            self._bus_frames(0.0)
+            return
         for event in self.model.drain_events():
             self._send_event(event)
         self._send_info(values)
 
     def _tick(self, dt: float) -> None:
         self._values = values = self.model.step(dt)
+        if self.adapter is not None:
+            self._bus_frames(1.0 / self.rate_hz)
+            return
         for event in self.model.drain_events():
             self._send_event(event)
         self._send_info(values)
+
+    def _bus_frames(self, elapsed: float) -> None:
+        # The car's bus, as an OBD adapter in its port hears it: every message, the
+        # VIN about once a second. Events have no frame: the bus shows the state.
+        adapter = self.adapter
+        assert adapter is not None
+        self.model.drain_events()
+        if time.monotonic() < self._silent_until:
+            return  # the car asleep: its bus is quiet, the adapter still connected
+        frames = ami_frames(self.model)
+        self._since_vin += elapsed
+        if self.broadcast_vin and self._since_vin >= 1.0:
+            self._since_vin = 0.0
+            frames += vin_frames(self.vin)
+        self._frames_sent += len(frames)
+        status = derive_status(self._values.system_state, self._values.rnd)
+        if status is not self._last_status:
+            self._record(LogKind.STATUS, status=status, previous_status=self._last_status)
+            self._last_status = status
+        adapter.bus_frames(frames)
 
     def _stream_open(self) -> bool:
         return (
@@ -516,7 +580,8 @@ class SimulatedVehicle:
 
     def _go_silent(self, seconds: float) -> None:
         self._silent_until = time.monotonic() + seconds
-        self._reset_stream()
+        if self.adapter is None:
+            self._reset_stream()
         self._fault(Fault.GO_SILENT, seconds=seconds)
 
     def _corrupt_next(self, n: int) -> None:
@@ -562,6 +627,30 @@ class SimulatedVehicle:
             raise RuntimeError(f"{self!r} is already on a radio")
         controller, device = make_device(air.link, self.local_name, self.address, rssi=self._rssi)
         controller.accepting = self._advertising_wanted
+        if self.adapter is not None:
+            device.add_service(self.adapter.service())
+            device.advertising_data, device.scan_response_data = self.adapter.advertising()
+            self._telemetry = self.adapter.notifying
+        else:
+            self._serve_o2x(device)
+        device.advertising_interval_min = advertising_interval_ms
+        device.advertising_interval_max = advertising_interval_ms
+        device.on(device.EVENT_CONNECTION, self._on_connection)
+        device.on("characteristic_subscription", self._on_subscription)
+        await device.power_on()
+
+        self._values = self.model.snapshot()
+        self._air, self._portal = air, portal
+        self._controller, self._device = controller, device
+        self._advertising_lock = asyncio.Lock()
+        self._link_changed = asyncio.Event()
+        await self._sync_advertising()
+        loop = asyncio.get_running_loop()
+        self._ticker = loop.create_task(self._run(), name=f"{self!r} ticker")
+        if self.adapter is not None:
+            self._pump = loop.create_task(self.adapter.run(), name=f"{self!r} adapter")
+
+    def _serve_o2x(self, device: Any) -> None:
         # Bumble's server does not enforce permissions; a dongle refuses what its
         # characteristics do not offer.
         self._telemetry = gatt.Characteristic(
@@ -596,19 +685,6 @@ class SimulatedVehicle:
                 (AD_COMPLETE_UUID128, uuid128_le(SERVICE_UUID)),
             ]
         )
-        device.advertising_interval_min = advertising_interval_ms
-        device.advertising_interval_max = advertising_interval_ms
-        device.on(device.EVENT_CONNECTION, self._on_connection)
-        device.on("characteristic_subscription", self._on_subscription)
-        await device.power_on()
-
-        self._values = self.model.snapshot()
-        self._air, self._portal = air, portal
-        self._controller, self._device = controller, device
-        self._advertising_lock = asyncio.Lock()
-        self._link_changed = asyncio.Event()
-        await self._sync_advertising()
-        self._ticker = asyncio.get_running_loop().create_task(self._run(), name=f"{self!r} ticker")
 
     def _read_identity(self, _connection: object) -> bytes:
         return self._identity
@@ -618,10 +694,11 @@ class SimulatedVehicle:
         if air is None:
             return
         self._detaching = True
-        if self._ticker is not None:
-            self._ticker.cancel()
-            await asyncio.gather(self._ticker, return_exceptions=True)
-            self._ticker = None
+        for task in (self._ticker, self._pump):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._ticker = self._pump = None
         # Advertising changes in flight are let finish: Bumble must not be cut
         # in the middle of a command.
         while self._tasks:
@@ -689,6 +766,8 @@ class SimulatedVehicle:
             return
         self._connection = None
         self._subscribed = False
+        if self.adapter is not None:
+            self.adapter.close()
         self._reset_stream()
         self._signal_link_change()
         if self._device is not None and not self._detaching:
@@ -701,6 +780,17 @@ class SimulatedVehicle:
             return
         was_subscribed, self._subscribed = self._subscribed, bool(notify)
         self._signal_link_change()
+        if self.adapter is not None:
+            if self._subscribed:
+                handle = self._telemetry.handle
+                self.adapter.open(
+                    lambda chunk: connection.send_l2cap_pdu(
+                        att.ATT_CID, notification_pdu(handle, chunk)
+                    )
+                )
+            else:
+                self.adapter.close()
+            return
         if self._subscribed and not was_subscribed:
             # A dongle starts streaming with the current values at once.
             self._reset_stream()
