@@ -123,6 +123,7 @@ _MAX_ANSWER_LINES: Final = 8
 _MAX_ANSWER_LINE: Final = 64
 
 _RESET: Final = "ATZ"
+_MONITORING: Final = SessionState.MONITORING
 _MONITOR: Final = "ATMA"
 
 
@@ -207,8 +208,9 @@ class Elm327Session:
         self._answer: list[str] = []  # lines of the answer so far, echo excluded
         self._partial = ""  # the answer's line in progress
         self._barren = 0  # restarts in a row without a frame
-        self._frames_since_restart = 0
-        self._extended_at_restart = 0  # the parser's count of 29-bit frames then
+        # Counts when monitoring last (re)started: frames since = _frames - _frames_at_start.
+        self._frames_at_start = 0
+        self._extended_at_start = 0  # the parser's count of 29-bit frames then
         self._commands = self._frames = self._restarts = self._buffer_fulls = 0
         self._stops = self._bus_errors = self._tolerated = self._stop_timeouts = 0
 
@@ -238,10 +240,20 @@ class Elm327Session:
     def received(self, data: bytes, now: float) -> list[Action]:
         """Bytes from the adapter, split anywhere."""
         state = self.state
+        if state is _MONITORING:
+            # The hot path (benchmarks/bench_obd.py): frames and nothing else.
+            parser = self.parser
+            frames = parser.feed(data)
+            if not (parser.prompt or parser.buffer_full or parser.stopped):
+                if frames:
+                    self._frames += len(frames)
+                    return [Frames(frames)]
+                return []
+            return self._monitor_received(frames, now)
         if state is SessionState.INITIALISING:
             return self._setup_received(data, now)
-        if state in (SessionState.MONITORING, SessionState.RESTARTING, SessionState.STOPPING):
-            return self._monitor_received(data, now)
+        if state in (SessionState.RESTARTING, SessionState.STOPPING):
+            return self._monitor_received(self.parser.feed(data), now)
         return []  # IDLE, STOPPED, FAILED: nothing is expected
 
     def tick(self, now: float) -> list[Action]:
@@ -379,18 +391,17 @@ class Elm327Session:
         send = self._send(_MONITOR, now, math.inf)
         self.deadline = math.inf  # a quiet bus is no timeout
         self.state = SessionState.MONITORING
-        self.parser.reset()
-        self._frames_since_restart = 0
-        self._extended_at_restart = self.parser.stats.extended
+        self.parser.clear_conditions()
+        self._frames_at_start = self._frames
+        self._extended_at_start = self.parser.stats.extended
         return [send, Monitoring()]
 
-    def _monitor_received(self, data: bytes, now: float) -> list[Action]:
+    def _monitor_received(self, frames: list[tuple[int, bytes]], now: float) -> list[Action]:
+        """The parser read ``frames``; it may also have seen the monitor end."""
         parser = self.parser
-        frames = parser.feed(data)
         actions: list[Action] = []
         if frames:
             self._frames += len(frames)
-            self._frames_since_restart += len(frames)
             actions.append(Frames(frames))
         if parser.prompt:
             actions += self._monitor_ended(now)
@@ -407,13 +418,14 @@ class Elm327Session:
             self.state = SessionState.STOPPED
             self.deadline = math.inf
             return []
-        if parser.unknown_command and not self._frames_since_restart:
+        barren = self._frames == self._frames_at_start
+        if parser.unknown_command and barren:
             return self._fail(
                 AdapterUnsupported(
                     "the OBD adapter answered '?' to ATMA: it cannot monitor the CAN bus"
                 )
             )
-        if self._frames_since_restart or parser.stats.extended > self._extended_at_restart:
+        if not barren or parser.stats.extended > self._extended_at_start:
             self._barren = 0
         else:
             self._barren += 1

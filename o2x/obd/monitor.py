@@ -87,12 +87,13 @@ ERROR_MESSAGES: Final = (
 
 # The frame lines the fast path leaves to the slow one (see the module docstring).
 _H2 = "[0-9A-Fa-f]{2}"
+_STD = "[0-7][0-9A-Fa-f]{2}"  # an 11-bit ID: 0x000 to 0x7FF
 _SPACED: Final = re.compile(
-    rf"(?:(?P<std>[0-9A-Fa-f]{{3}})|(?P<ext>{_H2} {_H2} {_H2} {_H2}))"
+    rf"(?:(?P<std>{_STD})|(?P<ext>{_H2} {_H2} {_H2} {_H2}))"
     rf"(?: (?P<dlc>[0-9A-Fa-f]))?(?P<data>(?: +{_H2})*)(?P<rtr> *RTR)?"
 )
 _UNSPACED: Final = re.compile(
-    rf"(?:(?P<std>[0-9A-Fa-f]{{3}})|(?P<ext>[0-9A-Fa-f]{{8}})(?P<data>(?:{_H2})*))(?P<rtr>RTR)?"
+    rf"(?:(?P<std>{_STD})|(?P<ext>[0-9A-Fa-f]{{8}})(?P<data>(?:{_H2})*))(?P<rtr>RTR)?"
 )
 #: What _slow_frame returns for a frame that is recognised and not handed over.
 _DROPPED: Final = (-1, b"")

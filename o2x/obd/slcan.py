@@ -71,12 +71,13 @@ MAX_LINE: Final = 30
 _STANDARD: Final[dict[str, int]] = {"t" + digits: can_id for digits, can_id in HEADERS.items()}
 #: The DLC digit -> the DLC (classic CAN: 0 to 8).
 _DLC: Final[dict[str, int]] = {str(n): n for n in range(MAX_DATA + 1)}
+#: The DLC digit of a frame of n bytes, at index n (no digit past 8: "").
+_DLC_TEXT: Final = (*(str(n) for n in range(MAX_DATA + 1)), "", "", "")
 #: Digits of a timestamp, after the data.
 _TIMESTAMP: Final = 4
 
-# bytes.translate: NUL and LF are deleted (SLCAN lines end with a lone CR; an LF would
-# otherwise make an empty line, which reads as an acknowledgement).
-_DELETE: Final = b"\x00\n"
+# NUL and LF are deleted (SLCAN lines end with a lone CR; an LF would otherwise make an
+# empty line, which reads as an acknowledgement).
 _BEL: Final = "\x07"
 
 
@@ -164,8 +165,13 @@ class SlcanParser:
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
         """The frames completed by ``data`` (any number of bytes, cut anywhere), in order."""
-        # As MonitorParser.feed: one C-level clean-up, latin-1 (never fails), str.split.
-        text = data.translate(None, _DELETE).decode("latin-1")
+        # Tuned (benchmarks/bench_obd.py): latin-1 maps every byte to one character, so
+        # decoding never fails and non-ASCII bytes are refused later by fromhex; two
+        # `in` tests on the str cost less than a bytes.translate pass, and NUL and LF
+        # are rare. Lines are split by str.split, in C.
+        text = data.decode("latin-1")
+        if "\x00" in text or "\n" in text:
+            text = text.replace("\x00", "").replace("\n", "")
         if self._discarding:
             cr = text.find("\r")
             bel = text.find(_BEL)
@@ -199,35 +205,33 @@ class SlcanParser:
         return frames
 
     def _lines(self, lines: list[str]) -> list[tuple[int, bytes]]:
-        # The hot loop. A standard frame costs two dict look-ups (the "tIII" header and
-        # the DLC digit, each a check and a conversion in one) and one bytes.fromhex of
-        # the data and timestamp together; the digit count must be exactly 2 x DLC or
-        # that plus 4, and fromhex must have used every digit (it would skip spaces).
+        # The hot loop (benchmarks/bench_obd.py: within 3x a floor that only splits
+        # lines and calls bytes.fromhex). A standard frame without a timestamp costs
+        # one dict look-up (the "tIII" header, a check and a conversion in one, see
+        # _text.HEADERS) and one bytes.fromhex; then the DLC digit must be that of the
+        # bytes found, and those must have taken every character (fromhex would skip
+        # spaces): two comparisons, no second look-up.
         frames: list[tuple[int, bytes]] = []
         append = frames.append
         standard = _STANDARD.get
-        dlc_of = _DLC.get
+        dlc_text = _DLC_TEXT
         fromhex = bytes.fromhex
         for line in lines:
             can_id = standard(line[:4])
             if can_id is not None:
-                dlc = dlc_of(line[4:5])
-                if dlc is not None:
-                    digits = len(line) - 5
-                    if digits == 2 * dlc:
-                        try:
-                            payload = fromhex(line[5:])
-                        except ValueError:
-                            pass
-                        else:
-                            if len(payload) == dlc:
-                                append((can_id, payload))
-                                continue
-                    elif digits == 2 * dlc + _TIMESTAMP:
-                        frame = self._timestamped_frame(can_id, dlc, line)
-                        if frame is not None:
-                            append(frame)
-                            continue
+                try:
+                    payload = fromhex(line[5:])
+                except ValueError:
+                    pass
+                else:
+                    count = len(payload)
+                    if 2 * count + 5 == len(line) and line[4] == dlc_text[count]:
+                        append((can_id, payload))
+                        continue
+                    frame = self._timestamped_frame(can_id, line, payload)
+                    if frame is not None:
+                        append(frame)
+                        continue
             if line:
                 self._other(line)
             else:
@@ -236,15 +240,13 @@ class SlcanParser:
         self._frames += len(frames)
         return frames
 
-    def _timestamped_frame(self, can_id: int, dlc: int, line: str) -> tuple[int, bytes] | None:
-        try:
-            payload = bytes.fromhex(line[5:])
-        except ValueError:
-            return None
-        if len(payload) != dlc + _TIMESTAMP // 2:
+    def _timestamped_frame(self, can_id: int, line: str, raw: bytes) -> tuple[int, bytes] | None:
+        """A standard frame whose digits ``raw`` holds, if its last 2 bytes are a timestamp."""
+        dlc = _DLC.get(line[4:5])
+        if dlc is None or len(raw) != dlc + _TIMESTAMP // 2 or 2 * len(raw) + 5 != len(line):
             return None
         self._timestamped += 1
-        return can_id, payload[:dlc]
+        return can_id, raw[:dlc]
 
     def _other(self, line: str) -> None:
         """A non-empty line the fast path did not take."""

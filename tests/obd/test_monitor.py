@@ -373,6 +373,24 @@ def test_garbage_never_raises_and_stays_bounded(chunks: list[bytes]) -> None:
         assert parser.buffered <= MAX_LINE
 
 
+@pytest.mark.parametrize("line", [b"800", b"FFF", b"800 10 00", b"FFF RTR", b"800RTR", b"9AB 8"])
+def test_headers_above_11_bits_are_no_frames(line: bytes) -> None:
+    parser = MonitorParser()
+    assert parser.feed(line + b"\r") == []
+    assert parser.stats.lines_ignored == 1
+
+
+@given(st.text(alphabet="0123456789ABCDEFR T\r\n>", max_size=300), st.integers(1, 40))
+@settings(max_examples=500)
+def test_hex_like_garbage_never_raises(text: str, size: int) -> None:
+    stream = text.encode()
+    parser = MonitorParser()
+    for i in range(0, len(stream), size):
+        for can_id, data in parser.feed(stream[i : i + size]):
+            assert 0 <= can_id <= 0x7FF
+            assert len(data) <= 8
+
+
 @given(st.lists(st.sampled_from([*NOISE_LINES, b"\r", b">", b"580 10", b" 00\r", b"\x00"])))
 def test_noise_pieces_in_any_order_never_raise(pieces: list[bytes]) -> None:
     parser = MonitorParser()

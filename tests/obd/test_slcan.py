@@ -165,6 +165,17 @@ def test_garbage_never_raises(chunks: list[bytes]) -> None:
         assert parser.buffered <= MAX_LINE
 
 
+@given(st.text(alphabet="tTrRzZ0123456789ABCDEF\r\x07", max_size=300), st.integers(1, 40))
+@settings(max_examples=500)
+def test_slcan_like_garbage_never_raises(text: str, size: int) -> None:
+    stream = text.encode()
+    parser = SlcanParser()
+    for i in range(0, len(stream), size):
+        for can_id, data in parser.feed(stream[i : i + size]):
+            assert 0 <= can_id <= 0x7FF
+            assert len(data) <= 8
+
+
 # --- the session against a scripted WiCAN -------------------------------------------
 
 
