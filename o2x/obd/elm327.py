@@ -84,6 +84,7 @@ States (:class:`~o2x.obd.actions.SessionState`), as a table of what moves them::
     INITIALISING  --answer refused / no prompt in time--> FAILED
     MONITORING    --BUFFER FULL or STOPPED, no prompt yet--> RESTARTING
     MONITORING, RESTARTING --prompt-->                   MONITORING (ATMA sent again)
+    RESTARTING    --frames, no prompt (a clone went on)-->  MONITORING
     MONITORING, RESTARTING --'?' / 5 barren restarts / no prompt in time--> FAILED
     MONITORING, RESTARTING --stop-->                     STOPPING
     STOPPING      --prompt, or no prompt in time-->      STOPPED
@@ -405,10 +406,18 @@ class Elm327Session:
             actions.append(Frames(frames))
         if parser.prompt:
             actions += self._monitor_ended(now)
-        elif (parser.buffer_full or parser.stopped) and self.state is SessionState.MONITORING:
-            # It has left monitoring; its prompt follows.
-            self.state = SessionState.RESTARTING
-            self.deadline = now + self.command_timeout
+        elif self.state is SessionState.MONITORING:
+            if parser.buffer_full or parser.stopped:
+                # It has left monitoring; its prompt follows.
+                self.state = SessionState.RESTARTING
+                self.deadline = now + self.command_timeout
+        elif self.state is SessionState.RESTARTING and frames:
+            # Frames in a later notification than the BUFFER FULL or STOPPED, and no
+            # prompt: this adapter kept monitoring (not what [E] describes, but what
+            # a clone may do). Waiting for a prompt would only time out.
+            self.state = SessionState.MONITORING
+            self.deadline = math.inf
+            parser.clear_conditions()
         return actions
 
     def _monitor_ended(self, now: float) -> list[Action]:

@@ -211,8 +211,10 @@ class Harness:
         return failures[0] if failures else None
 
 
-def monitoring(adapter: ScriptedElm327 | None = None, **session: object) -> Harness:
-    harness = Harness(Elm327Session(**session), adapter or ScriptedElm327())  # type: ignore[arg-type]
+def monitoring(
+    adapter: ScriptedElm327 | None = None, *, can_filter: CanFilter | None = None
+) -> Harness:
+    harness = Harness(Elm327Session(can_filter=can_filter), adapter or ScriptedElm327())
     harness.start()
     assert harness.session.state is SessionState.MONITORING, harness.failure
     return harness
@@ -409,6 +411,20 @@ def test_buffer_full_for_ever() -> None:
     assert harness.frames == [BATTERY] * 200
     # One ATMA per prompt: no busy loop.
     assert harness.sent.count(b"ATMA\r") == 201
+
+
+def test_a_clone_that_goes_on_monitoring_after_buffer_full() -> None:
+    harness = monitoring()
+    session = harness.session
+    harness.deliver(b"BUFFER FULL\r", now=1.0)
+    assert session.state is SessionState.RESTARTING
+    harness.deliver(harness.adapter.bus([PARK_BRAKE]), now=1.5)  # no prompt: frames
+    assert session.state is SessionState.MONITORING
+    assert session.deadline == math.inf
+    assert session.tick(10.0) == []
+    assert harness.frames == [PARK_BRAKE]
+    assert harness.sent.count(b"ATMA\r") == 1
+    assert session.stats.restarts == 0
 
 
 def test_a_stop_the_session_did_not_ask_for_restarts() -> None:
