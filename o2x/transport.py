@@ -27,7 +27,13 @@ from bleak.exc import BleakError
 from ._aio import AsyncioPortal
 from .dongle.profile import IDENTITY_UUID, TELEMETRY_UUID, advertised_vin
 from .errors import BluetoothUnavailable, ConnectionFailed
-from .obd.layouts import AdapterLayout, choose_layout, looks_like_adapter, uuid16
+from .obd.layouts import (
+    DEFAULT_PASSKEY,
+    AdapterLayout,
+    choose_layout,
+    looks_like_adapter,
+    uuid16,
+)
 
 __all__ = ["BleakLink", "LinkSink", "bluetooth_hint"]
 
@@ -38,6 +44,8 @@ CONNECT_TIMEOUT = 10.0
 GATT_TIMEOUT = 10.0
 #: Seconds allowed for a clean disconnection when leaving.
 DISCONNECT_TIMEOUT = 1.0
+#: Seconds allowed for pairing with an adapter that asks for a passkey.
+PAIR_TIMEOUT = 20.0
 #: Device Information's model number string: it tells a WiCAN Pro from a clone.
 _MODEL_NUMBER = uuid16(0x2A24)
 #: Notifications waiting to cross to the caller's thread, at most (about 1 MB).
@@ -91,9 +99,11 @@ class BleakLink:
         scanner_kwargs: dict[str, Any] | None = None,
         client_kwargs: dict[str, Any] | None = None,
         system_bluetooth: bool = True,
+        passkey: str = DEFAULT_PASSKEY,
     ) -> None:
         self._portal = portal
         self._sink = sink
+        self._passkey = passkey
         self._scanner_kwargs = scanner_kwargs or {}
         self._client_kwargs = client_kwargs or {}
         self._system = system_bluetooth
@@ -224,6 +234,8 @@ class BleakLink:
                 f"{address} offers none of the serial services of the OBD adapters o2x "
                 f"knows (it has {', '.join(sorted(services)) or 'no services'})"
             )
+        if layout.passkey:
+            await self._pair(client, address)
         write = client.services.get_characteristic(layout.write)
         assert write is not None  # choose_layout saw it
         # Without response where the characteristic allows it: the adapter's answer
@@ -240,6 +252,24 @@ class BleakLink:
                 f"could not subscribe to the adapter's output: {_describe(exc)}"
             ) from exc
         return layout
+
+    async def _pair(self, client: BleakClient, address: str) -> None:
+        passkey = self._passkey
+        try:
+            async with asyncio.timeout(PAIR_TIMEOUT):
+                # ``passkey`` is the virtual radio's keyword; the system's backends
+                # ignore it and pair through the system (BlueZ's agent asks for it,
+                # or a bond made once beforehand is used).
+                await client.pair(passkey=passkey)
+        except NotImplementedError:
+            return  # macOS pairs by itself at the first access that needs it
+        except (OSError, BleakError, TimeoutError) as exc:
+            raise ConnectionFailed(
+                f"could not pair with the adapter at {address} ({_describe(exc)}): its "
+                f"passkey is {passkey} unless it was changed in the adapter's settings; "
+                "pair it once through the system's Bluetooth settings (on Linux: "
+                f"bluetoothctl, then `pair {address}`) and try again"
+            ) from exc
 
     async def write(self, data: bytes) -> None:
         """Write ``data`` to the open pipe, in pieces the link carries."""

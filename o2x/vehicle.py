@@ -60,6 +60,7 @@ from .machine import (
     VehicleMachine,
 )
 from .model import Event, EventKind, VehicleInfo, normalize_vin
+from .obd.layouts import DEFAULT_PASSKEY
 from .source import Received, Source
 
 if TYPE_CHECKING:
@@ -256,10 +257,14 @@ class O2XVehicle:
         state_dir: str | os.PathLike[str] | None = None,
         can_bus: can.BusABC | None = None,
         adapter: str | None = None,
+        passkey: str = DEFAULT_PASSKEY,
     ) -> None:
         # Use first_time(), previous() or over_can(); this signature is not part of the API.
         self._vin = vin
         self._adapter = adapter
+        if not (isinstance(passkey, str) and len(passkey) == 6 and passkey.isdigit()):
+            raise ValueError(f"a BLE passkey is six digits, not {passkey!r}")
+        self._passkey = passkey
         self._can_bus = can_bus
         # Sees every CAN message read (o2x record --can); set before entering.
         self._can_recorder: Callable[[can.Message], object] | None = None
@@ -306,6 +311,7 @@ class O2XVehicle:
         radio: Radio | None = None,
         state_dir: str | os.PathLike[str] | None = None,
         adapter: str | None = None,
+        passkey: str = DEFAULT_PASSKEY,
     ) -> Self:
         """Subscribe to a new vehicle: scan for ``vin``, for at most ``timeouts.scan`` s.
 
@@ -315,7 +321,8 @@ class O2XVehicle:
         in another car is left alone and the scan goes on. ``adapter=`` names the
         adapter's address: others are ignored, and it is used even if its car's bus
         broadcasts no VIN (``stats.identity_verified`` then says the VIN was taken
-        on trust; ``docs/obd.md`` has the whole rule).
+        on trust; ``docs/obd.md`` has the whole rule). An adapter that pairs with a
+        passkey (a WiCAN) is paired with ``passkey``, its factory one by default.
 
         ``vin`` is checked here (17 characters of ``[A-HJ-NPR-Z0-9]``, any case):
         :class:`~o2x.errors.InvalidVIN` otherwise. Once connected, the vehicle is
@@ -330,6 +337,7 @@ class O2XVehicle:
             radio=radio,
             state_dir=state_dir,
             adapter=adapter,
+            passkey=passkey,
         )
 
     @classmethod
@@ -339,14 +347,24 @@ class O2XVehicle:
         timeouts: Timeouts | None = None,
         radio: Radio | None = None,
         state_dir: str | os.PathLike[str] | None = None,
+        passkey: str = DEFAULT_PASSKEY,
     ) -> Self:
         """Subscribe to the vehicle subscribed last; scan for it without a time limit.
 
-        Entering raises :class:`~o2x.errors.NoPreviousVehicle` if no vehicle has been
-        remembered, before any radio is touched. Bound the wait with your own
-        cancel scope (``anyio.fail_after``) if you need one.
+        Through the same kind of dongle as the last time: an O2X dongle is found by
+        its VIN again, an OBD adapter at its address (``passkey`` as for
+        :meth:`first_time`). Entering raises :class:`~o2x.errors.NoPreviousVehicle`
+        if no vehicle has been remembered, before any radio is touched. Bound the
+        wait with your own cancel scope (``anyio.fail_after``) if you need one.
         """
-        return cls(None, first_time=False, timeouts=timeouts, radio=radio, state_dir=state_dir)
+        return cls(
+            None,
+            first_time=False,
+            timeouts=timeouts,
+            radio=radio,
+            state_dir=state_dir,
+            passkey=passkey,
+        )
 
     @classmethod
     def over_can(
@@ -559,6 +577,7 @@ class O2XVehicle:
             client_kwargs=client_kwargs,
             system_bluetooth=self._radio is None,
             vin_wait=self.timeouts.loose_connection,
+            passkey=self._passkey,
         )
 
     async def __aexit__(

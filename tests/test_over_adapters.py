@@ -15,6 +15,8 @@ from typing import TypeVar
 
 import anyio
 import pytest
+from bleak import BleakClient
+from bleak.exc import BleakError
 
 from o2x import (
     ConnectionFailed,
@@ -237,3 +239,45 @@ async def test_an_adapter_that_cannot_do_can_is_never_the_car(
             pytest.fail("streamed from an adapter that cannot read CAN")
     assert isinstance(raised.value, ScanTimeout | ConnectionFailed)
     assert "ATSP6" in str(raised.value) or "CAN" in str(raised.value)
+
+
+# --- pairing: the WiCAN asks for a passkey (123456 unless changed) -------------------------
+
+
+async def test_a_wican_with_another_passkey_needs_it(radio: VirtualRadio, tmp_path: Path) -> None:
+    await radio.add(SimulatedVehicle(VIN, rate_hz=20, dongle="wican", passkey="654321"))
+    with anyio.fail_after(WAIT), pytest.raises(ScanTimeout) as raised:
+        async with O2XVehicle.first_time(
+            VIN, radio=radio, state_dir=tmp_path, timeouts=Timeouts(scan=3)
+        ):
+            pytest.fail("paired with the wrong passkey")
+    message = str(raised.value)
+    assert "could not pair" in message
+    assert "123456" in message  # the passkey tried, so the user sees which
+    with anyio.fail_after(WAIT):
+        async with O2XVehicle.first_time(
+            VIN, radio=radio, state_dir=tmp_path, passkey="654321"
+        ) as car:
+            assert (await car.get()).vin == VIN
+
+
+async def test_an_unpaired_central_cannot_write_to_a_wican(radio: VirtualRadio) -> None:
+    sim = await radio.add(SimulatedVehicle(VIN, rate_hz=20, dongle="wican"))
+    pipe = "0000fee1-0000-1000-8000-00805f9b34fb"
+
+    async def attempt() -> None:
+        async with BleakClient(sim.address, **radio.client_kwargs()) as client:
+            with pytest.raises(BleakError):
+                await client.write_gatt_char(pipe, b"O\r", response=True)
+            await client.pair(passkey="123456")
+            await client.write_gatt_char(pipe, b"O\r", response=True)
+
+    with anyio.fail_after(WAIT):
+        await radio.portal.run(attempt)
+    assert sim.adapter is not None
+    assert sim.adapter.bytes_written == 2  # only the write after pairing got through
+
+
+def test_a_passkey_is_six_digits() -> None:
+    with pytest.raises(ValueError, match="six digits"):
+        O2XVehicle.first_time(VIN, passkey="1234")

@@ -19,7 +19,7 @@ from .._aio import AsyncioPortal
 from ..can.bus import AmiBus
 from ..errors import ConnectionFailed, FrameError
 from ..model import VehicleInfo
-from ..obd.layouts import AdapterLayout
+from ..obd.layouts import DEFAULT_PASSKEY, AdapterLayout
 from ..obd.link import AdapterLink
 from ..source import LinkCounters, Received, SourceSink, WallClock
 from ..transport import DISCONNECT_TIMEOUT, BleakLink
@@ -47,6 +47,7 @@ class DongleSource:
         client_kwargs: dict[str, Any] | None = None,
         system_bluetooth: bool = True,
         vin_wait: float = 5.0,
+        passkey: str = DEFAULT_PASSKEY,
     ) -> None:
         self._portal = portal
         self._sink = sink
@@ -58,6 +59,7 @@ class DongleSource:
             scanner_kwargs=scanner_kwargs,
             client_kwargs=client_kwargs,
             system_bluetooth=system_bluetooth,
+            passkey=passkey,
         )
         #: The wire-format decoder of the current link (its counters span every link).
         self.decoder = FrameDecoder()

@@ -20,6 +20,7 @@ from typing import Final
 import attrs
 
 __all__ = [
+    "DEFAULT_PASSKEY",
     "LAYOUTS",
     "AdapterLayout",
     "Protocol",
@@ -27,6 +28,11 @@ __all__ = [
     "looks_like_adapter",
     "uuid16",
 ]
+
+
+#: The passkey a WiCAN pairs with unless its owner changed it (meatpiHQ/wican-fw:
+#: the ``ble_pass`` setting, "123456" by default).
+DEFAULT_PASSKEY: Final = "123456"
 
 
 def uuid16(short: int) -> str:

@@ -15,10 +15,17 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Final
 
-from bumble import att, gatt
+from bumble import att, gatt, pairing
 
 from ..obd.layouts import LAYOUTS, AdapterLayout
-from ._stack import AD_COMPLETE_NAME, AD_COMPLETE_UUID16, AD_FLAGS, FLAGS_LE_ONLY_GENERAL, build_ad
+from ._stack import (
+    AD_COMPLETE_NAME,
+    AD_COMPLETE_UUID16,
+    AD_FLAGS,
+    FLAGS_LE_ONLY_GENERAL,
+    ShowPasskey,
+    build_ad,
+)
 from .adapters import Elm327Emulator, Elm327Quirks, SlcanEmulator
 
 __all__ = ["DONGLES", "AdapterDongle"]
@@ -50,6 +57,7 @@ class AdapterDongle:
         quirks: Elm327Quirks | None = None,
         notification_size: int = 20,
         seed: int = 0,
+        passkey: str | None = None,
     ) -> None:
         if kind not in _LAYOUT_OF:
             raise ValueError(f"no simulated OBD adapter {kind!r}: elm327 or wican")
@@ -64,6 +72,11 @@ class AdapterDongle:
         self.local_name: Final = (
             "OBDII" if kind == "elm327" else "WiC_" + address.replace(":", "").lower()
         )
+        #: The static passkey pairing needs (WiCAN's ``ble_pass``, 123456 by default),
+        #: or ``None``: no pairing. Without it the pipe refuses writes.
+        self.passkey = passkey if self.layout.passkey else None
+        if self.passkey is not None and not (len(self.passkey) == 6 and self.passkey.isdigit()):
+            raise ValueError(f"a BLE passkey is six digits, not {self.passkey!r}")
         self.notification_size = notification_size
         self.notifications_sent = 0
         self.bytes_written = 0
@@ -116,7 +129,17 @@ class AdapterDongle:
         )
         return adv, build_ad([(AD_COMPLETE_NAME, self.local_name.encode("ascii"))])
 
-    def _written(self, _connection: object, value: bytes) -> None:
+    def pairing_config(self, _connection: object) -> pairing.PairingConfig:
+        """How the adapter pairs: secure connections, MITM, with its static passkey."""
+        assert self.passkey is not None
+        return pairing.PairingConfig(
+            sc=True, mitm=True, bonding=True, delegate=ShowPasskey(self.passkey)
+        )
+
+    def _written(self, connection: Any, value: bytes) -> None:
+        if self.passkey is not None and not (connection.is_encrypted and connection.authenticated):
+            # [W]: the pipe's permissions ask for an authenticated (MITM) link.
+            raise att.ATT_Error(att.ErrorCode.INSUFFICIENT_AUTHENTICATION)
         self.bytes_written += len(value)
         self.emulator.write(bytes(value), asyncio.get_running_loop().time())
         self.pump()

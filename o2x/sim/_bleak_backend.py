@@ -338,7 +338,24 @@ class VirtualBleakClient(BaseBleakClient):
             logger.debug("dropping the link after a failed connect failed", exc_info=True)
 
     async def pair(self, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError("the virtual radio does not simulate pairing")
+        """Pair (LE Secure Connections, passkey entry); ``passkey=`` is the one entered.
+
+        The virtual radio's own keyword: real backends pair through the system,
+        which asks the user (or an agent) for the passkey.
+        """
+        self._air.check_loop()
+        connection = self._connection
+        if connection is None:
+            raise BleakError("Not connected")
+        if connection.is_encrypted and connection.authenticated:
+            return
+        self._air.passkeys[connection.handle] = kwargs.get("passkey")
+        try:
+            await uninterruptible(connection.pair())
+        except Exception as exc:  # Bumble's SMP errors (a wrong passkey) and others
+            raise BleakError(f"pairing with {self.address} failed: {exc}") from exc
+        finally:
+            self._air.passkeys.pop(connection.handle, None)
 
     async def unpair(self) -> None:
         raise NotImplementedError("the virtual radio does not simulate pairing")

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, TypeVar
 
 from bleak.exc import BleakBluetoothNotAvailableError, BleakBluetoothNotAvailableReason
-from bumble import hci, ll
+from bumble import hci, ll, pairing
 from bumble.controller import Controller
 from bumble.device import Device, DeviceConfiguration
 from bumble.host import Host
@@ -270,6 +270,28 @@ def make_device(
 AdvertisementListener = Callable[[Any], None]
 
 
+class EnterPasskey(pairing.PairingDelegate):
+    """A central with a keyboard: it enters ``passkey`` (``None``: it has none to give)."""
+
+    def __init__(self, passkey: str | None) -> None:
+        super().__init__(io_capability=pairing.PairingDelegate.KEYBOARD_INPUT_ONLY)
+        self.passkey = passkey
+
+    async def get_number(self) -> int | None:
+        return None if self.passkey is None or not self.passkey.isdigit() else int(self.passkey)
+
+
+class ShowPasskey(pairing.PairingDelegate):
+    """A peripheral with a fixed passkey (the WiCAN's ``ble_pass``), shown for the entering."""
+
+    def __init__(self, passkey: str) -> None:
+        super().__init__(io_capability=pairing.PairingDelegate.DISPLAY_OUTPUT_ONLY)
+        self.passkey = passkey
+
+    async def generate_passkey(self) -> int:
+        return int(self.passkey)
+
+
 class Air:
     """The radio environment on one asyncio loop: link, central device, scan sharing.
 
@@ -289,6 +311,10 @@ class Air:
         self.closed = False
         #: Local names seen in advertisements, by address (for ``BleakClient.name``).
         self.names: dict[str, str] = {}
+        #: The passkey the central enters when pairing each connection (by handle),
+        #: as a user types the one the peripheral shows (``BleakClient.pair``).
+        self.passkeys: dict[int, str | None] = {}
+        self.central.pairing_config_factory = self._central_pairing
         self._listeners: list[tuple[AdvertisementListener, bool]] = []
         self._scan_lock = asyncio.Lock()
         self._scanning_active: bool | None = None
@@ -297,6 +323,12 @@ class Air:
 
     async def open(self) -> None:
         await self.central.power_on()
+
+    def _central_pairing(self, connection: Any) -> pairing.PairingConfig:
+        passkey = self.passkeys.get(connection.handle)
+        return pairing.PairingConfig(
+            sc=True, mitm=True, bonding=True, delegate=EnterPasskey(passkey)
+        )
 
     def check_loop(self) -> None:
         """Raise unless the radio is open and called on the loop it lives on."""

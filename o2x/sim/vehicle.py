@@ -145,6 +145,13 @@ class SimulatedVehicle:
         await vehicle.corrupt_next(2)
         await vehicle.drop_link()
 
+    With ``dongle="elm327"`` or ``"wican"`` the car carries a BLE OBD adapter
+    instead (see the module docstring): ``broadcast_vin=False`` makes a car whose
+    bus names no VIN, ``quirks`` an ELM327 clone's departures from the datasheet,
+    and ``passkey`` the WiCAN's pairing passkey (``None``: no pairing). The
+    O2X-only faults (:meth:`emit_event`, :meth:`corrupt_next`) raise ``TypeError``
+    there: the bus shows the car's state, not events.
+
     The frame stream is cut into notifications of the notification size (by
     default the link's MTU - 3) like a UART-to-BLE bridge does: full notifications
     go out at once, a shorter tail waits up to ``flush_timeout`` seconds for the next
@@ -169,6 +176,7 @@ class SimulatedVehicle:
         dongle: str = "o2x",
         broadcast_vin: bool = True,
         quirks: Elm327Quirks | None = None,
+        passkey: str | None = "123456",
     ) -> None:
         if not 0 < rate_hz <= MAX_RATE_HZ:
             raise ValueError(f"rate_hz must be above 0 and at most {MAX_RATE_HZ}, not {rate_hz}")
@@ -206,7 +214,9 @@ class SimulatedVehicle:
         self.adapter: Final = (
             None
             if dongle == "o2x"
-            else AdapterDongle(dongle, address=self.address, quirks=quirks, seed=seed)
+            else AdapterDongle(
+                dongle, address=self.address, quirks=quirks, seed=seed, passkey=passkey
+            )
         )
         #: The local name in the scan response.
         self.local_name: Final = (
@@ -631,6 +641,8 @@ class SimulatedVehicle:
             device.add_service(self.adapter.service())
             device.advertising_data, device.scan_response_data = self.adapter.advertising()
             self._telemetry = self.adapter.notifying
+            if self.adapter.passkey is not None:
+                device.pairing_config_factory = self.adapter.pairing_config
         else:
             self._serve_o2x(device)
         device.advertising_interval_min = advertising_interval_ms
