@@ -63,6 +63,13 @@ def _dongle_option(default: str) -> Callable[[F], F]:
 
 
 def _adapter_option(f: F) -> F:
+    f = click.option(
+        "--passkey",
+        default="123456",
+        show_default=True,
+        metavar="DIGITS",
+        help="The passkey of an adapter that pairs with one (a WiCAN), if it was changed.",
+    )(f)
     return click.option(
         "--adapter",
         metavar="ADDRESS",
@@ -158,6 +165,7 @@ def _target(
     bitrate: int = 500_000,
     dongle: str = "o2x",
     adapter: str | None = None,
+    passkey: str = "123456",
 ) -> Any:
     from ._live import Target
 
@@ -192,7 +200,9 @@ def _target(
     if adapter is not None and sim is not None:
         # The simulated adapter's address is the simulator's to choose: pin that one.
         raise click.UsageError("--adapter names a real adapter; with --simulate use --dongle")
-    return Target(wanted, previous, timeout, sim, backend, adapter=adapter)
+    if not (len(passkey) == 6 and passkey.isdigit()):
+        raise click.UsageError(f"--passkey is six digits, not {passkey!r}")
+    return Target(wanted, previous, timeout, sim, backend, adapter=adapter, passkey=passkey)
 
 
 @click.group(
@@ -314,6 +324,7 @@ def watch(
     can_interface: str | None,
     bitrate: int,
     adapter: str | None,
+    passkey: str,
     backend: str,
     simulate: bool,
     sim_vin: str | None,
@@ -343,6 +354,7 @@ def watch(
         bitrate=bitrate,
         dongle=dongle,
         adapter=adapter,
+        passkey=passkey,
     )
     run(
         partial(
@@ -406,6 +418,7 @@ def record(
     can_interface: str | None,
     bitrate: int,
     adapter: str | None,
+    passkey: str,
     backend: str,
     simulate: bool,
     sim_vin: str | None,
@@ -435,6 +448,7 @@ def record(
         bitrate=bitrate,
         dongle=dongle,
         adapter=adapter,
+        passkey=passkey,
     )
     run(
         partial(record_to, out, err, target, path=output, duration=duration, json_mode=json_mode),

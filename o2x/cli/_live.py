@@ -161,6 +161,8 @@ class Target:
     bitrate: int = 500_000
     #: ``--adapter ADDRESS``: the one BLE OBD adapter to use.
     adapter: str | None = None
+    #: ``--passkey``: what to pair an adapter that asks for one with.
+    passkey: str = "123456"
 
     @property
     def scan_limit(self) -> float | None:
@@ -174,7 +176,7 @@ def make_vehicle(cls: type[V], target: Target, radio: Radio | None) -> V:
     directory = state_dir(target.sim is not None)
     limit = target.scan_limit
     if limit is None:
-        return cls.previous(radio=radio, state_dir=directory)
+        return cls.previous(radio=radio, state_dir=directory, passkey=target.passkey)
     # The remembered vehicle with a time limit is a first-time subscription to its
     # VIN: only first_time() scans with a timeout.
     return cls.first_time(
@@ -183,6 +185,7 @@ def make_vehicle(cls: type[V], target: Target, radio: Radio | None) -> V:
         radio=radio,
         state_dir=directory,
         adapter=target.adapter,
+        passkey=target.passkey,
     )
 
 
