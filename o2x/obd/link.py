@@ -169,6 +169,7 @@ class AdapterLink:
     # --- readings --------------------------------------------------------------------
 
     def _pending_reading(self) -> None:
+        self._held_back = False
         if self.subscribed:
             self._on_reading(self._reading(anyio.current_time()))
 
