@@ -321,7 +321,8 @@ CONNECT_GUARD: Final = 30.0
 #: An OBD adapter that read another car's VIN is not tried again for this long.
 FOREIGN_BACKOFF: Final = 300.0
 #: An adapter that cannot tell its car's VIN is taken as the vehicle's only once the
-#: scan has run this long and seen no other adapter (unless it was named).
+#: scan has run this long, added up over the attempts (it stops while a link is set
+#: up), and seen no other adapter (unless it was named).
 SURVEY: Final = 5.0
 #: After a failed link to an address, ignore that address for this long at first,
 #: doubling on each further failure up to ``RETRY_CAP``.
@@ -372,7 +373,11 @@ class VehicleMachine:
         # car's VIN -> (until when they are ignored, that VIN).
         self._adapters: dict[str, float] = {}
         self._foreign: dict[str, tuple[float, str]] = {}
-        self._scan_started = math.inf
+        # Seconds spent scanning so far, and since when the scan runs (inf: stopped):
+        # the survey counts scanning time, not time since the start, since the scan
+        # stops while a link is set up.
+        self._scanned = 0.0
+        self._scanning_since = math.inf
         self.timeouts = timeouts or Timeouts()
         self.state = State.IDLE
         #: Address of the link being set up or streaming.
@@ -499,7 +504,7 @@ class VehicleMachine:
 
     def _on_Start(self, event: Start, next_state: State, now: float) -> list[Action]:
         self.state = next_state
-        self._scan_started = now
+        self._scanning_since = now
         if self.first_time and math.isfinite(self.timeouts.scan):
             self._scan_deadline = now + self.timeouts.scan
         return [StartScan()]
@@ -528,6 +533,7 @@ class VehicleMachine:
         self.address = event.address
         self._advertised_vin = event.vin
         self._connect_deadline = now + CONNECT_GUARD
+        self._scan_stopped(now)
         return [StopScan(), Connect(event.address)]
 
     def _on_Connected(self, event: Connected, next_state: State, now: float) -> list[Action]:
@@ -606,13 +612,14 @@ class VehicleMachine:
             self._adapters.pop(address, None)
             self._last_error = None
             actions: list[Action] = [Disconnect(), StartScan()]
+            self._scanning_since = now
             self.state = self._scanning_state()
             self.address = self._advertised_vin = None
             self._connect_deadline = math.inf
             return actions
         # No VIN on the bus in time: trusted only if it was named, or if it has been
         # the only adapter in range for the whole survey (docs/obd.md).
-        alone = len(self._adapters) == 1 and now - self._scan_started >= SURVEY
+        alone = len(self._adapters) == 1 and self._scanned >= SURVEY
         if self.vin is not None and (address == self.adapter or alone):
             self._seen_vehicle = True
             self.identity_verified = False
@@ -624,6 +631,11 @@ class VehicleMachine:
             else f"the OBD adapter at {address} reads no VIN off its car's bus yet"
         )
         return self._setup_failed(now)
+
+    def _scan_stopped(self, now: float) -> None:
+        if math.isfinite(self._scanning_since):
+            self._scanned += max(0.0, now - self._scanning_since)
+        self._scanning_since = math.inf
 
     def _scanning_state(self) -> State:
         return State.RECONNECTING if self.has_streamed else State.SCANNING
@@ -664,6 +676,7 @@ class VehicleMachine:
         self.address = self._advertised_vin = None
         self._loose_deadline = self._connect_deadline = math.inf
         actions.append(StartScan())
+        self._scanning_since = now
         return actions
 
     def _fail_initial(self, now: float) -> list[Action]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from o2x import ConnectionFailed, ScanTimeout
 from o2x.machine import (
     FOREIGN_BACKOFF,
-    RETRY_BASE,
     SURVEY,
     AdvertisementSeen,
     Connect,
@@ -92,18 +91,40 @@ def test_the_scan_timeout_names_the_other_cars_adapters() -> None:
     assert f"{ADAPTER} reads {OTHER_VIN}" in str(error)
 
 
-def test_no_vin_is_trusted_after_the_survey_when_it_is_the_only_adapter() -> None:
-    m = machine()
-    connect_to(m, ADAPTER, 0.5)
-    # Too early to know it is alone: the link is given up and retried later.
-    assert m.handle(IdentityRead(""), 1.0) == [Disconnect(), StartScan()]
-    retry = m.deadline
-    assert retry == 1.0 + RETRY_BASE
-    assert m.tick(retry) == [StopScan(), Connect(ADAPTER)]
-    m.handle(Connected(), retry)
-    assert m.handle(IdentityRead(""), SURVEY) == [Subscribe()]
-    assert m.handle(Subscribed(), SURVEY) == [Ready(VIN, ADAPTER)]
+def test_no_vin_is_trusted_once_the_scan_has_run_the_survey_alone() -> None:
+    # Each attempt waits a second for a VIN; the scan stops meanwhile, so only the
+    # time spent scanning between the attempts counts towards the survey.
+    m = machine(scan=600.0)
+    now = 0.5
+    assert m.handle(AdvertisementSeen(ADAPTER, None), now) == [StopScan(), Connect(ADAPTER)]
+    scanned = now
+    while True:
+        m.handle(Connected(), now)
+        now += 1.0  # the VIN wait
+        actions = m.handle(IdentityRead(""), now)
+        if actions == [Subscribe()]:
+            break
+        assert actions == [Disconnect(), StartScan()]
+        assert scanned < SURVEY
+        retry = m.deadline
+        assert m.tick(retry) == [StopScan(), Connect(ADAPTER)]
+        scanned += retry - now
+        now = retry
+    assert scanned >= SURVEY
+    assert m.handle(Subscribed(), now) == [Ready(VIN, ADAPTER)]
     assert not m.identity_verified
+
+
+def test_an_early_adapter_without_a_vin_gives_way_to_the_cars_own() -> None:
+    # A neighbour's adapter (its bus names no VIN) is found first, at once; the car's
+    # own comes into range a little later: the survey has not run, so the first is
+    # not taken on trust, and the second, which reads the VIN, is the car's.
+    m = machine()
+    connect_to(m, ADAPTER_B, 0.1)
+    assert m.handle(IdentityRead(""), 5.1) == [Disconnect(), StartScan()]
+    connect_to(m, ADAPTER, 5.2)
+    assert m.handle(IdentityRead(VIN), 6.0) == [Subscribe()]
+    assert m.identity_verified
 
 
 def test_no_vin_is_refused_when_another_adapter_is_in_range() -> None:
@@ -111,7 +132,7 @@ def test_no_vin_is_refused_when_another_adapter_is_in_range() -> None:
     m.handle(AdvertisementSeen(ADAPTER_B, None), 0.2)  # seen first, then connected to
     assert m.handle(Connected(), 0.2) == [ReadIdentity()]
     assert m.handle(IdentityRead(OTHER_VIN), 0.3) == [Disconnect(), StartScan()]
-    connect_to(m, ADAPTER, 0.4)
+    connect_to(m, ADAPTER, 0.3 + SURVEY)  # found after a survey's worth of scanning
     # ADAPTER_B proved to be another car's: ADAPTER is the only candidate left.
     assert m.handle(IdentityRead(""), SURVEY + 1) == [Subscribe()]
 

@@ -281,3 +281,25 @@ async def test_an_unpaired_central_cannot_write_to_a_wican(radio: VirtualRadio) 
 def test_a_passkey_is_six_digits() -> None:
     with pytest.raises(ValueError, match="six digits"):
         O2XVehicle.first_time(VIN, passkey="1234")
+
+
+async def test_an_adapter_without_a_vin_found_first_is_not_taken_for_the_car(
+    radio: VirtualRadio, tmp_path: Path
+) -> None:
+    # A neighbour's adapter, on a bus that names no VIN, is in range from the start
+    # and tried at once; the car's own adapter arrives a second later, while o2x waits
+    # (5 s, the default loose_connection) for a VIN on the neighbour's bus. By then
+    # the clock has run the survey's 5 s, but the scan has not (it stopped for the
+    # attempt): the neighbour's is not trusted, and the car's own is found.
+    await radio.add(SimulatedVehicle(OTHER_VIN, rate_hz=20, dongle="elm327", broadcast_vin=False))
+    async with anyio.create_task_group() as tg:
+
+        async def arrive_later() -> None:
+            await anyio.sleep(1.0)  # a car driving up
+            await radio.add(SimulatedVehicle(VIN, rate_hz=20, dongle="wican"))
+
+        tg.start_soon(arrive_later)
+        with anyio.fail_after(WAIT + SURVEY):
+            async with O2XVehicle.first_time(VIN, radio=radio, state_dir=tmp_path) as car:
+                assert car.stats.identity_verified
+                assert (await car.get()).vin == VIN
