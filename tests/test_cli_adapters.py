@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from o2x.cli import cli
+from o2x import _state
+from o2x.cli import _target, cli
 from o2x.sdk import from_sdk
 
 VIN = "VR7ABCDEF12345678"
@@ -106,3 +107,21 @@ def test_dongle_without_simulate_is_a_usage_error() -> None:
     result = o2x("scan", "--dongle", "wican")
     assert result.exit_code == 2
     assert "--simulate" in result.stderr
+
+
+def test_previous_with_a_timeout_keeps_to_the_remembered_adapter(state_dir: Path) -> None:
+    # --previous --timeout looks for the remembered VIN with first_time(): the
+    # remembered adapter must be the one pinned, not any adapter reading that VIN.
+    path = _state.state_file(state_dir)
+    _state.save(path, _state.RememberedVehicle(VIN, "AA:BB:CC:DD:EE:0A", "adapter"))
+    target = _target(
+        vin=None, previous=True, timeout=10.0, simulate=False, sim_vin=None,
+        sim_speed=10.0, backend="asyncio",
+    )  # fmt: skip
+    assert (target.vin, target.adapter) == (VIN, "AA:BB:CC:DD:EE:0A")
+    _state.save(path, _state.RememberedVehicle(VIN, "AA:BB:CC:DD:EE:01", "o2x"))
+    target = _target(
+        vin=None, previous=True, timeout=10.0, simulate=False, sim_vin=None,
+        sim_speed=10.0, backend="asyncio",
+    )  # fmt: skip
+    assert target.adapter is None  # an O2X dongle is found by its VIN

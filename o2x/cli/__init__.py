@@ -189,10 +189,15 @@ def _target(
         raise click.UsageError("give a VIN or --previous, not both")
     if vin is None and not previous:
         raise click.UsageError("give the car's VIN, or --previous for the one connected to last")
+    pinned = adapter
     if previous:
         if adapter is not None:
             raise click.UsageError("--previous uses the remembered dongle; --adapter needs a VIN")
-        wanted = remembered(simulate).vin
+        vehicle = remembered(simulate)
+        wanted = vehicle.vin
+        # With --timeout the remembered vehicle is looked for with first_time(): its
+        # adapter, if it was one, is the one to use.
+        pinned = vehicle.address if vehicle.dongle == "adapter" else None
     else:
         assert vin is not None
         wanted = check_vin(vin)
@@ -202,7 +207,7 @@ def _target(
         raise click.UsageError("--adapter names a real adapter; with --simulate use --dongle")
     if not (len(passkey) == 6 and passkey.isdigit()):
         raise click.UsageError(f"--passkey is six digits, not {passkey!r}")
-    return Target(wanted, previous, timeout, sim, backend, adapter=adapter, passkey=passkey)
+    return Target(wanted, previous, timeout, sim, backend, adapter=pinned, passkey=passkey)
 
 
 @click.group(
