@@ -300,6 +300,11 @@ async def watch(
         if not json_mode:
             until = "press Ctrl-C to stop" if count is None and duration is None else "streaming"
             err.print(f"Connected to {car.vin} at {car.address}; {until}.")
+            if not car.stats.identity_verified:
+                err.print(
+                    f"[yellow]The dongle's car names no VIN on its bus: {car.vin} is taken "
+                    "on trust.[/]"
+                )
         readings = car.samples() if reception == "information" else car.status_changes()
         events = car.events()
         shown = 0
