@@ -115,7 +115,7 @@ class StateFileError(O2XError, OSError):
 
 # --- OBD adapters ------------------------------------------------------------
 
-__all__ += ["AdapterError", "AdapterTimeout", "AdapterUnsupported"]
+__all__ += ["AdapterError", "AdapterSpeaksOther", "AdapterTimeout", "AdapterUnsupported"]
 
 
 class AdapterError(ConnectionFailed):
@@ -129,6 +129,15 @@ class AdapterError(ConnectionFailed):
 
 class AdapterUnsupported(AdapterError):
     """The adapter does not do what reading the car needs (e.g. it cannot show raw CAN frames)."""
+
+
+class AdapterSpeaksOther(AdapterError):
+    """The adapter answers in another of the protocols o2x speaks (a WiCAN set to its
+    ``elm327`` protocol prompts ``>`` where SLCAN acknowledges): ``protocol`` names it."""
+
+    def __init__(self, message: str, *, protocol: str) -> None:
+        super().__init__(message)
+        self.protocol = protocol
 
 
 class AdapterTimeout(AdapterError, TimeoutError):

@@ -303,3 +303,16 @@ async def test_an_adapter_without_a_vin_found_first_is_not_taken_for_the_car(
             async with O2XVehicle.first_time(VIN, radio=radio, state_dir=tmp_path) as car:
                 assert car.stats.identity_verified
                 assert (await car.get()).vin == VIN
+
+
+async def test_a_wican_set_to_its_elm327_protocol_is_spoken_to_in_elm327(
+    radio: VirtualRadio, tmp_path: Path
+) -> None:
+    sim = await radio.add(
+        SimulatedVehicle(VIN, rate_hz=20, dongle="wican", wican_protocol="elm327")
+    )
+    with anyio.fail_after(WAIT):
+        async with O2XVehicle.first_time(VIN, radio=radio, state_dir=tmp_path) as car:
+            assert car.address == sim.address
+            assert (await car.get()).data.battery_soc is not None
+            assert car.stats.identity_verified

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 
 from ..can.bus import READING_INTERVAL, AmiBus
-from ..errors import ConnectionFailed, O2XError
+from ..errors import AdapterSpeaksOther, ConnectionFailed, O2XError
 from ..model import EventKind
 from ..source import Received, WallClock
 from .actions import Action, Frames, Monitoring, Send, SessionFailed
@@ -149,8 +149,19 @@ class AdapterLink:
             elif isinstance(action, Monitoring):
                 self._monitor_since = min(self._monitor_since, now)
             elif isinstance(action, SessionFailed):
+                if isinstance(action.error, AdapterSpeaksOther) and self._switch(action.error):
+                    continue
                 self._failed(action.error)
         self._moved()
+
+    def _switch(self, error: AdapterSpeaksOther) -> bool:
+        """Start again in the protocol the adapter speaks, once; whether it did."""
+        if error.protocol != "elm327" or isinstance(self.session, Elm327Session):
+            return False
+        _log.info("%s; speaking ELM327 to it instead", error)
+        self.session = Elm327Session()
+        self._carry_out(self.session.start(anyio.current_time()))
+        return True
 
     def _moved(self) -> None:
         self._progress.set()

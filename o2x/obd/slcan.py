@@ -57,7 +57,7 @@ from typing import Final
 
 import attrs
 
-from ..errors import AdapterError, AdapterTimeout, AdapterUnsupported
+from ..errors import AdapterError, AdapterSpeaksOther, AdapterTimeout, AdapterUnsupported
 from ._text import HEADERS, MAX_DATA, MAX_EXTENDED_ID, is_hex
 from .actions import Action, Frames, Monitoring, Send, SessionFailed, SessionState
 
@@ -342,6 +342,16 @@ class SlcanSession:
         """Bytes from the adapter (any split)."""
         if self.state in (SessionState.IDLE, SessionState.STOPPED, SessionState.FAILED):
             return []
+        if self.state is SessionState.INITIALISING and b">" in data:
+            # No SLCAN answer holds a '>': an ELM327's prompt does. A WiCAN can be
+            # set to its elm327 protocol, and then its CR answers look like acks.
+            return self._fail(
+                AdapterSpeaksOther(
+                    f"the adapter answers {self._command} with an ELM327 prompt: it is "
+                    "set to its elm327 protocol, not slcan",
+                    protocol="elm327",
+                )
+            )
         frames = self.parser.feed(data)
         actions: list[Action] = []
         if self.state is SessionState.INITIALISING and self._command in (_CLOSE, _BITRATE):

@@ -58,14 +58,22 @@ class AdapterDongle:
         notification_size: int = 20,
         seed: int = 0,
         passkey: str | None = None,
+        protocol: str | None = None,
     ) -> None:
         if kind not in _LAYOUT_OF:
             raise ValueError(f"no simulated OBD adapter {kind!r}: elm327 or wican")
+        #: What the adapter speaks: an ELM327 clone ELM327; a WiCAN slcan, unless set
+        #: to its elm327 protocol ([W]: the protocol setting applies to BLE too).
+        self.protocol = protocol or ("elm327" if kind == "elm327" else "slcan")
+        if self.protocol not in ("elm327", "slcan") or (
+            kind == "elm327" and self.protocol != "elm327"
+        ):
+            raise ValueError(f"a simulated {kind} cannot speak {self.protocol!r}")
         self.kind = kind
         self.layout: Final = _layout(_LAYOUT_OF[kind])
         self.emulator: Elm327Emulator | SlcanEmulator = (
             Elm327Emulator(quirks=quirks or Elm327Quirks(), seed=seed)
-            if kind == "elm327"
+            if self.protocol == "elm327"
             else SlcanEmulator()
         )
         #: The local name: a clone's generic one, or WiCAN's ``WiC_`` and its address.

@@ -177,6 +177,8 @@ class SimulatedVehicle:
         broadcast_vin: bool = True,
         quirks: Elm327Quirks | None = None,
         passkey: str | None = "123456",
+        bus_vin: str | None = None,
+        wican_protocol: str = "slcan",
     ) -> None:
         if not 0 < rate_hz <= MAX_RATE_HZ:
             raise ValueError(f"rate_hz must be above 0 and at most {MAX_RATE_HZ}, not {rate_hz}")
@@ -197,6 +199,8 @@ class SimulatedVehicle:
         self.dongle: Final = dongle
         #: Whether the car's bus carries its VIN (frames 0x710..0x712), for adapters.
         self.broadcast_vin = broadcast_vin
+        #: The VIN those frames carry: the car's own, or another (a spoofed VIN).
+        self.bus_vin = self.vin if bus_vin is None else normalize_vin(bus_vin)
         self.seed: Final = seed
         self.rate_hz: Final = rate_hz
         self.time_scale: Final = time_scale
@@ -215,7 +219,12 @@ class SimulatedVehicle:
             None
             if dongle == "o2x"
             else AdapterDongle(
-                dongle, address=self.address, quirks=quirks, seed=seed, passkey=passkey
+                dongle,
+                address=self.address,
+                quirks=quirks,
+                seed=seed,
+                passkey=passkey,
+                protocol=wican_protocol if dongle == "wican" else None,
             )
         )
         #: The local name in the scan response.
@@ -471,7 +480,7 @@ class SimulatedVehicle:
         self._since_vin += elapsed
         if self.broadcast_vin and self._since_vin >= 1.0:
             self._since_vin = 0.0
-            frames += vin_frames(self.vin)
+            frames += vin_frames(self.bus_vin)
         self._frames_sent += len(frames)
         status = derive_status(self._values.system_state, self._values.rnd)
         if status is not self._last_status:

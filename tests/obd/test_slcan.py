@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from o2x.errors import AdapterError, AdapterTimeout, AdapterUnsupported
+from o2x.errors import AdapterError, AdapterSpeaksOther, AdapterTimeout, AdapterUnsupported
 from o2x.obd import Frames, Monitoring, Send, SessionFailed, SessionState
 from o2x.obd.slcan import MAX_LINE, SlcanParser, SlcanSession
 
@@ -321,3 +321,17 @@ def test_stop_before_monitoring_sends_nothing() -> None:
     assert session.state is SessionState.STOPPED
     with pytest.raises(RuntimeError):
         session.start(0.0)
+
+
+def test_an_elm327_prompt_says_the_adapter_speaks_elm327() -> None:
+    session = SlcanSession()
+    session.start(0.0)
+    # An ELM327 answers the SLCAN close command "C" with "?", a blank line and its prompt.
+    actions = session.received(b"?\r\r>", 0.1)
+    assert len(actions) == 1
+    assert isinstance(actions[0], SessionFailed)
+    error = actions[0].error
+    assert isinstance(error, AdapterSpeaksOther)
+    assert error.protocol == "elm327"
+    assert "elm327 protocol" in str(error)
+    assert session.state is SessionState.FAILED
