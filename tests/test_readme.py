@@ -78,3 +78,32 @@ def test_readme_can_example_runs(backend: str, capsys: pytest.CaptureFixture[str
     assert statuses[0] == "parked"
     assert statuses[-1] == "driving"
     assert "soc: 80 %" in out
+
+
+def _adapter_example() -> str:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Reading the car through a BLE OBD adapter", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert match is not None, "the README lost its adapter example"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_readme_adapter_example_runs(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = _adapter_example()
+    runner = "anyio.run(main)  # or"
+    assert runner in code
+    namespace: dict[str, object] = {"__name__": "readme_adapter_example"}
+    exec(compile(code.replace(runner, "pass  #"), str(README), "exec"), namespace)
+    main = namespace["main"]
+    assert callable(main)
+
+    async def bounded() -> None:
+        with anyio.fail_after(30):
+            await main()
+
+    anyio.run(bounded, backend=backend)
+    out = capsys.readouterr().out
+    assert re.search(r"^adapter: [0-9A-F:]{17} verified: True$", out, re.MULTILINE)
+    assert "status: parked soc: 80 %" in out
+    assert re.search(r"^pack: \d+\.\d+ V -?\d+\.\d A$", out, re.MULTILINE)

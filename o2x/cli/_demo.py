@@ -525,14 +525,25 @@ class Demo:
         ]
         if self.car is not None:
             stats = self.car.stats
-            rows.append(
-                (
-                    "decoder",
-                    f"{stats.frames} frames, {stats.crc_errors} CRC errors, "
-                    f"{stats.invalid_frames} invalid frames, {stats.bytes_discarded} bytes "
-                    f"discarded, {stats.seq_gaps} sequence gaps",
+            if self.dongle == "o2x":
+                rows.append(
+                    (
+                        "decoder",
+                        f"{stats.frames} frames, {stats.crc_errors} CRC errors, "
+                        f"{stats.invalid_frames} invalid frames, {stats.bytes_discarded} "
+                        f"bytes discarded, {stats.seq_gaps} sequence gaps",
+                    )
                 )
-            )
+            else:
+                # What the adapter handed over from the car's bus (docs/obd.md).
+                rows.append(
+                    (
+                        "CAN bus",
+                        f"{stats.frames} frames read through the adapter, "
+                        f"{stats.invalid_frames} refused, VIN "
+                        f"{'read off the bus' if stats.identity_verified else 'taken on trust'}",
+                    )
+                )
         rows.append(("time", f"{self._elapsed():.1f} s"))
         console = self.err if self.json_mode else self.out
         if self.live_mode:

@@ -1,8 +1,9 @@
 """Pure protocol code for BLE OBD adapters: ELM327-compatible ones and the WiCAN (SLCAN).
 
 Nothing here does I/O: no Bluetooth, no event loop, no clock. Bytes and ``now``
-(seconds) go in; CAN frames and actions come out, as in h11. The BLE source that
-drives these objects over a GATT link lives in ``o2x/obd/source.py``.
+(seconds) go in; CAN frames and actions come out, as in h11 — but for
+:mod:`o2x.obd.link`, the one connected adapter's task (anyio), which the BLE source
+(:mod:`o2x.dongle.source`) runs for each link to an adapter.
 
 * :class:`MonitorParser`: an ELM327's ``AT MA`` output back to ``(can_id, data)``.
 * :class:`SlcanParser`: SLCAN lines (as a WiCAN sends them) back to the same.

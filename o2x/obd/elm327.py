@@ -1,8 +1,8 @@
 """The exchange with an ELM327-compatible adapter: set it up, monitor, restart, stop. No I/O.
 
 Sans-I/O, like h11: :class:`Elm327Session` owns no link, task or clock. Its driver
-(the BLE source, ``o2x/obd/source.py``) calls it and carries out the actions it
-returns (:mod:`o2x.obd.actions`), in order::
+(the adapter link, ``o2x/obd/link.py``, under the BLE source ``o2x/dongle/source.py``)
+calls it and carries out the actions it returns (:mod:`o2x.obd.actions`), in order::
 
     session = Elm327Session()                    # the CAN filter comes from ami.dbc
     do(session.start(now))                       # Send(b"ATZ\\r")
