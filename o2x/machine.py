@@ -185,7 +185,14 @@ class IdentityRead:
 
 @attrs.frozen
 class Subscribed:
-    """Telemetry notifications are enabled."""
+    """Telemetry notifications are enabled.
+
+    ``keep_when_quiet``: the link outlives silence (an OBD adapter stays connected
+    while the car's bus sleeps): no data for ``loose_connection`` is then still one
+    ``DISCONNECTED``, but the link is kept, and waited on, instead of torn down.
+    """
+
+    keep_when_quiet: bool = False
 
 
 @attrs.frozen
@@ -378,6 +385,7 @@ class VehicleMachine:
         # stops while a link is set up.
         self._scanned = 0.0
         self._scanning_since = math.inf
+        self._keep_when_quiet = False
         self.timeouts = timeouts or Timeouts()
         self.state = State.IDLE
         #: Address of the link being set up or streaming.
@@ -486,6 +494,8 @@ class VehicleMachine:
         if now >= self._scan_deadline:
             return actions + self._fail_initial(now)
         if self.state is State.STREAMING and now >= self._loose_deadline:
+            if self._keep_when_quiet:
+                return actions + self._quiet(now)
             return actions + self._link_down(now, State.RECONNECTING)
         if self.state is State.CONNECTING and now >= self._connect_deadline:
             self._last_error = TimeoutError("setting up the link took too long")
@@ -564,6 +574,7 @@ class VehicleMachine:
         self._failures.pop(self.address, None)
         self._retry_after.pop(self.address, None)
         self._deferred.clear()
+        self._keep_when_quiet = event.keep_when_quiet
         if self._advertised_vin is None:
             # Streaming from an OBD adapter: after a loss, only that one is the car's.
             self.adapter = self.address
@@ -631,6 +642,20 @@ class VehicleMachine:
             else f"the OBD adapter at {address} reads no VIN off its car's bus yet"
         )
         return self._setup_failed(now)
+
+    def _quiet(self, now: float) -> list[Action]:
+        """No data on a link that outlives silence: one DISCONNECTED, the link kept."""
+        actions: list[Action] = []
+        if self._pending_status is not None and now >= (
+            self._pending_since + self.timeouts.change_status
+        ):
+            self._report_pending(actions)
+        self._pending_status = self._pending_info = None
+        self._loose_deadline = math.inf  # the next data ends the outage
+        if not self._outage:
+            self._outage = True
+            actions.append(DeliverEvent(EventKind.DISCONNECTED))
+        return actions
 
     def _scan_stopped(self, now: float) -> None:
         if math.isfinite(self._scanning_since):

@@ -66,6 +66,12 @@ class Source(Protocol):
     #: What to check when no vehicle was found, for the error that says so.
     not_found_hint: str
 
+    @property
+    def keeps_quiet_link(self) -> bool:
+        """Whether the current link stays up while the car is silent (an OBD adapter
+        on a sleeping car's bus): silence is then waited out rather than the link
+        torn down (see :class:`~o2x.machine.Subscribed`)."""
+
     def start(self, task_group: TaskGroup) -> None:
         """Start what the source runs in the background, in the vehicle's task group."""
 

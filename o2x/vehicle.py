@@ -705,7 +705,7 @@ class O2XVehicle:
                     result = IdentityRead(await source.read_identity())
                 elif isinstance(action, Subscribe):
                     await source.subscribe()
-                    result = Subscribed()
+                    result = Subscribed(keep_when_quiet=source.keeps_quiet_link)
                 elif isinstance(action, Disconnect):
                     self._address = None
                     await source.disconnect()

@@ -8,7 +8,10 @@ only adapter in range for the whole survey. Plain numbers as the clock.
 
 from __future__ import annotations
 
-from o2x import ConnectionFailed, ScanTimeout
+import datetime as dt
+
+from o2x import ConnectionFailed, EventKind, ScanTimeout, VehicleInfo
+from o2x.dongle.frames import InfoFrame, decode_frame, encode_info
 from o2x.machine import (
     FOREIGN_BACKOFF,
     SURVEY,
@@ -16,6 +19,8 @@ from o2x.machine import (
     Connect,
     Connected,
     ConnectFailed,
+    DeliverEvent,
+    DeliverSample,
     Disconnect,
     Fail,
     IdentityRead,
@@ -34,6 +39,11 @@ from o2x.machine import (
 VIN = "VR1AB12C3D4567890"
 OTHER_VIN = "VXKUHZKXZL4123456"
 ADAPTER = "AA:BB:CC:00:00:0A"
+_FRAME = decode_frame(encode_info(seq=0))
+assert isinstance(_FRAME, InfoFrame)
+PARKED = VehicleInfo.from_frame(
+    _FRAME, vin=VIN, received_at=dt.datetime(2026, 12, 3, tzinfo=dt.UTC)
+)
 ADAPTER_B = "AA:BB:CC:00:00:0B"
 DONGLE = "AA:BB:CC:00:00:01"
 
@@ -186,3 +196,25 @@ def test_an_o2x_dongle_and_an_adapter_in_one_scan() -> None:
     assert m.handle(AdvertisementSeen(DONGLE, VIN), 3.0) == [StopScan(), Connect(DONGLE)]
     m.handle(Connected(), 3.0)
     assert m.handle(IdentityRead(VIN), 3.0) == [Subscribe()]
+
+
+def test_a_quiet_link_that_is_kept_is_one_disconnected_and_no_reconnection() -> None:
+    m = machine()
+    connect_to(m, ADAPTER, 0.0)
+    m.handle(IdentityRead(VIN), 0.0)
+    m.handle(Subscribed(keep_when_quiet=True), 0.0)
+    m.reading_received(PARKED, 0.5)
+    loose = m.deadline
+    assert loose == 0.5 + m.timeouts.loose_connection
+    # The car falls asleep: one DISCONNECTED, and the adapter's link is kept.
+    assert m.tick(loose) == [DeliverEvent(EventKind.DISCONNECTED)]
+    assert m.state is State.STREAMING
+    assert m.tick(loose + 60) == []  # nothing more, however long it sleeps
+    # It wakes: readings again, counted as a reconnection.
+    assert m.reading_received(PARKED, loose + 61) == [DeliverSample(PARKED)]
+    assert m.reconnects == 1
+    # A real loss of the link meanwhile goes the usual way, without a second event.
+    m.tick(loose + 61 + m.timeouts.loose_connection)
+    actions = m.handle(LinkLost(), loose + 100)
+    assert DeliverEvent(EventKind.DISCONNECTED) not in actions
+    assert actions[-1] == StartScan()

@@ -183,12 +183,17 @@ async def test_a_sleeping_car_is_one_disconnection_and_readings_resume(
         ) as car:
             events = car.events()
             await car.get()
+            assert sim.adapter is not None
+            commands = sim.adapter.emulator.stats.commands
             await sim.go_silent(2.0)  # the bus goes quiet; the BLE link stays up
             assert (await _next(events)).kind is EventKind.DISCONNECTED
             samples = car.samples()
             await _next(samples)  # the car woke: readings again
             assert car.stats.disconnections == 1
-            assert car.stats.reconnects >= 1
+            assert car.stats.reconnects == 1
+            # The adapter was waited on, not reconnected and set up again.
+            assert sim.adapter.emulator.stats.commands == commands
+            assert sim.connected
 
 
 async def test_a_dropped_link_is_reconnected(radio: VirtualRadio, tmp_path: Path) -> None:

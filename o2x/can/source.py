@@ -127,6 +127,9 @@ class CanSource:
     async def close(self) -> None:
         self._scanning = self._subscribed = False
 
+    #: A silent bus costs nothing to "reconnect": the machine's usual path is kept.
+    keeps_quiet_link = False
+
     def counters(self) -> LinkCounters:
         s = self.ami.stats
         return LinkCounters(

@@ -129,6 +129,12 @@ class DongleSource:
             self._adapter_scope.cancel()
         self._adapter = self._adapter_scope = self.layout = None
 
+    @property
+    def keeps_quiet_link(self) -> bool:
+        """An adapter stays connected while the car's bus sleeps; an O2X dongle that
+        falls silent is reconnected."""
+        return self._adapter is not None
+
     def _adapter_reading(self, items: list[Received]) -> None:
         if self._adapter is not None and self._generation is not None:
             self._sink.received(items)
