@@ -111,6 +111,7 @@ class DongleSource:
             vin_wait=self._vin_wait,
             wall=self._wall,
             on_reading=self._adapter_reading,
+            on_failed=self._adapter_failed,
         )
         assert self._task_group is not None, "start() comes first"
         scope = self._adapter_scope = anyio.CancelScope()
@@ -134,6 +135,13 @@ class DongleSource:
         """An adapter stays connected while the car's bus sleeps; an O2X dongle that
         falls silent is reconnected."""
         return self._adapter is not None
+
+    def _adapter_failed(self) -> None:
+        # A session that failed while streaming leaves a link that carries nothing:
+        # a lost link, so that the vehicle connects and sets the adapter up again.
+        if self._adapter is not None and self._generation is not None:
+            self._generation = None
+            self._sink.link_lost()
 
     def _adapter_reading(self, items: list[Received]) -> None:
         if self._adapter is not None and self._generation is not None:

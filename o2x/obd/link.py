@@ -51,6 +51,7 @@ class AdapterLink:
         vin_wait: float,
         wall: WallClock,
         on_reading: Callable[[list[Received]], None],
+        on_failed: Callable[[], None] = lambda: None,
     ) -> None:
         self.layout = layout
         self.session: Elm327Session | SlcanSession = (
@@ -64,6 +65,8 @@ class AdapterLink:
         self._vin_wait = vin_wait
         #: Where readings the task takes (those held back) are handed.
         self._on_reading = on_reading
+        #: Told when the session fails once readings flowed: the link is then no use.
+        self._on_failed = on_failed
         self._wall = wall
         #: Readings flow to the vehicle once it subscribed.
         self.subscribed = False
@@ -175,6 +178,8 @@ class AdapterLink:
                 if isinstance(error, ConnectionFailed)
                 else ConnectionFailed(f"the OBD adapter failed: {error}")
             )
+            if self.subscribed:
+                self._on_failed()
         self._moved()
 
     # --- readings --------------------------------------------------------------------
