@@ -27,6 +27,7 @@ class Wire:
     def __init__(self, emulator: Elm327Emulator) -> None:
         self.emulator = emulator
         self.readings: list[list[Received]] = []
+        self.got_reading = anyio.Event()
         self.failed = anyio.Event()
         self.link = AdapterLink(
             FFF0,
@@ -35,9 +36,13 @@ class Wire:
             vin=VIN,
             vin_wait=0.2,
             wall=WallClock(),
-            on_reading=self.readings.append,
+            on_reading=self.reading,
             on_failed=self.failed.set,
         )
+
+    def reading(self, items: list[Received]) -> None:
+        self.readings.append(items)
+        self.got_reading.set()
 
     async def write(self, data: bytes) -> None:
         self.emulator.write(data, anyio.current_time())
@@ -52,7 +57,7 @@ class Wire:
                 for i in range(0, len(out), 20):  # 20-byte notifications
                     items = self.link.received([out[i : i + 20]])
                     if items:
-                        self.readings.append(items)
+                        self.reading(items)
             await anyio.sleep(0.005)
 
 
@@ -64,8 +69,7 @@ async def test_frames_reach_the_bus_and_readings_come_out() -> None:
         with anyio.fail_after(5):
             assert await wire.link.read_vin() == ""  # no VIN frames on this bus
             wire.link.subscribed = True
-            while not wire.readings:
-                await anyio.sleep(0.01)
+            await wire.got_reading.wait()
         tg.cancel_scope.cancel()
     info = wire.readings[0][0]
     assert isinstance(info, VehicleInfo)
