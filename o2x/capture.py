@@ -2,20 +2,28 @@
 
 A capture keeps exactly what the radio delivered — notification payloads, cut
 wherever the dongle cut them — so that a drive can be decoded again later, offline,
-by the same :class:`~o2x.dongle.frames.FrameDecoder` that decoded it live. The layout is
-documented in ``docs/protocol.md`` ("Capture files"); in short::
+by the same decoders that decoded it live. The layout is documented in
+``docs/protocol.md`` ("Capture files"); in short::
 
     header   magic b"\\x89O2XCAP\\n" | u16 version | u32 n | n bytes of JSON metadata
     record   u64 offset_ns | u8 kind | u16 length | length bytes      (repeated)
 
-all little-endian. Records are appended one ``write`` at a time and flushed, so a
-recorder that crashes loses at most the record it was writing; :class:`CaptureReader`
-reads everything before such a torn record and reports it in
+all little-endian. An O2X dongle's notifications are decoded by a
+:class:`~o2x.dongle.frames.FrameDecoder`. A link to a BLE OBD adapter
+(:mod:`o2x.obd`) has an ``ADAPTER`` record after its ``LINK_UP``, naming the
+adapter's protocol and layout: the notifications after it are the adapter's serial
+output (answers, prompts and monitor lines, as it sent them), which replay reads
+with that protocol's parser into an :class:`~o2x.can.AmiBus` (:class:`AdapterDecoder`).
+
+Records are appended one ``write`` at a time and flushed, so a recorder that
+crashes loses at most the record it was writing; :class:`CaptureReader` reads
+everything before such a torn record and reports it in
 :attr:`~CaptureReader.problem` instead of failing.
 
 Recording: :class:`RecordingVehicle` is an :class:`~o2x.O2XVehicle` that also
 appends every notification it receives to a :class:`CaptureWriter`. Replaying:
-:func:`replay` turns records back into frames and link changes.
+:func:`replay` turns records back into frames (an O2X dongle's), readings (an
+adapter's) and link changes.
 """
 
 from __future__ import annotations
@@ -33,17 +41,25 @@ from typing import IO, Any, Final, NamedTuple, Self
 
 import attrs
 
+from .can.bus import READING_INTERVAL, AmiBus
 from .dongle import DongleSource
 from .dongle.frames import Frame, FrameDecoder
 from .errors import O2XError
 from .machine import Action, DeliverEvent
-from .model import EventKind, _quote, normalize_vin
+from .model import EventKind, VehicleInfo, _quote, normalize_vin
+from .obd.layouts import AdapterLayout, Protocol
+from .obd.monitor import MonitorParser
+from .obd.slcan import SlcanParser
 from .source import Source
 from .vehicle import O2XVehicle
 
 __all__ = [
     "FORMAT_VERSION",
     "MAGIC",
+    "READ_VERSIONS",
+    "AdapterDecoder",
+    "AdapterOpened",
+    "AdapterStats",
     "CaptureError",
     "CaptureHeader",
     "CaptureReader",
@@ -58,8 +74,13 @@ __all__ = [
 #: The first bytes of every capture file. The leading non-ASCII byte and the
 #: trailing newline catch files mangled by text-mode transfers, as PNG's do.
 MAGIC: Final = b"\x89O2XCAP\n"
-#: The version of the layout written by this module (and the only one it reads).
-FORMAT_VERSION: Final = 1
+#: The version of the layout written by this module. Version 2 added the ``ADAPTER``
+#: record, which changes what the notifications after it are: a version-1 reader
+#: would take an adapter's output for an O2X dongle's frames.
+FORMAT_VERSION: Final = 2
+#: The versions this module reads: a version-1 capture is a version-2 one without
+#: ``ADAPTER`` records.
+READ_VERSIONS: Final = (1, 2)
 
 _PREAMBLE: Final = struct.Struct("<8sHI")  # magic, version, metadata length
 _RECORD: Final = struct.Struct("<QBH")  # offset_ns, kind, payload length
@@ -97,6 +118,10 @@ class RecordKind(enum.IntEnum):
     LINK_UP = 2
     #: The radio reported the link lost. No payload.
     LINK_DOWN = 3
+    #: The current link goes to a BLE OBD adapter: the notifications that follow,
+    #: up to the next link, are its serial output. Payload: a JSON object (UTF-8)
+    #: with the adapter's ``protocol`` (``elm327`` or ``slcan``) and ``layout`` name.
+    ADAPTER = 4
 
 
 class CaptureRecord(NamedTuple):
@@ -241,6 +266,11 @@ class CaptureWriter:
         """Mark that the radio reported the link lost."""
         self.write(RecordKind.LINK_DOWN)
 
+    def adapter(self, protocol: str, layout: str) -> None:
+        """Mark that the current link goes to a BLE OBD adapter speaking ``protocol``."""
+        blob = json.dumps({"layout": layout, "protocol": protocol}, separators=(",", ":"))
+        self.write(RecordKind.ADAPTER, blob.encode())
+
     def _write(self, blob: bytes) -> None:
         assert self._file is not None
         view = memoryview(blob)
@@ -324,10 +354,10 @@ class CaptureReader:
         if len(preamble) < _PREAMBLE.size:
             raise CaptureError(f"{self.name}: the header is cut short")
         _, version, length = _PREAMBLE.unpack(preamble)
-        if version != FORMAT_VERSION:
+        if version not in READ_VERSIONS:
             raise CaptureError(
-                f"{self.name} is a version {version} capture; "
-                f"this o2x reads version {FORMAT_VERSION}"
+                f"{self.name} is a version {version} capture; this o2x reads versions "
+                f"{' and '.join(map(str, READ_VERSIONS))}"
             )
         if length > _MAX_METADATA:
             raise CaptureError(f"{self.name}: the header claims {length} bytes of metadata")
@@ -470,28 +500,307 @@ class LinkChange(NamedTuple):
     address: str = ""
 
 
-def replay(
-    records: Iterable[CaptureRecord], decoder: FrameDecoder | None = None
-) -> Iterator[tuple[int, Frame | LinkChange]]:
-    """Decode records as the live client did: ``(offset_ns, frame or link change)`` pairs.
+class AdapterOpened(NamedTuple):
+    """The current link goes to a BLE OBD adapter (an ``ADAPTER`` record).
 
-    Notifications go through ``decoder`` (a new :class:`~o2x.dongle.frames.FrameDecoder`
-    by default; pass one to read its statistics afterwards), which forgets any
-    partial frame at each new link, exactly as :class:`~o2x.O2XVehicle` does on
-    reconnecting. Records of unknown kinds are skipped.
+    The notifications after it, up to the next link, are the adapter's serial
+    output, read by :class:`AdapterDecoder`.
+    """
+
+    protocol: str
+    """``elm327`` or ``slcan`` (a :class:`~o2x.obd.layouts.Protocol`); anything else is a
+    protocol this version cannot read (a later writer's, or damage), whose
+    notifications are skipped."""
+    layout: str
+    """The adapter's GATT layout (a name of :data:`o2x.obd.layouts.LAYOUTS`)."""
+
+    @property
+    def readable(self) -> bool:
+        """Whether this version of o2x can read the adapter's output."""
+        return self.protocol in _PARSERS
+
+
+#: The parser of each protocol's output: the one the live session feeds.
+_PARSERS: Final[Mapping[str, type[MonitorParser] | type[SlcanParser]]] = {
+    Protocol.ELM327.value: MonitorParser,
+    Protocol.SLCAN.value: SlcanParser,
+}
+_INTERVAL_NS: Final = round(READING_INTERVAL * 1e9)
+
+
+def _adapter_opened(data: bytes) -> AdapterOpened:
+    """An ``ADAPTER`` record's payload; damage gives a protocol nobody reads."""
+    try:
+        payload = json.loads(data)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return AdapterOpened("", "")
+    if not isinstance(payload, dict):
+        return AdapterOpened("", "")
+    protocol, layout = payload.get("protocol"), payload.get("layout")
+    return AdapterOpened(
+        protocol if isinstance(protocol, str) else "", layout if isinstance(layout, str) else ""
+    )
+
+
+@attrs.frozen
+class AdapterStats:
+    """What an :class:`AdapterDecoder` has read, over every adapter link of a capture."""
+
+    #: ``ADAPTER`` records met.
+    links: int = 0
+    #: Notifications given to a parser.
+    notifications: int = 0
+    #: CAN frames the parsers read (11-bit data frames).
+    frames: int = 0
+    #: Frames of messages ``ami.dbc`` lists, used by the car's bus (the live
+    #: vehicle's ``stats.frames``).
+    bus_frames: int = 0
+    #: Lines the parsers read that were no frame: answers, prompts, echoes, banners,
+    #: noise, lines cut short.
+    lines_ignored: int = 0
+    #: ``BUFFER FULL`` messages of an ELM327 (each lost the frame it cut short).
+    buffer_fulls: int = 0
+    #: Notifications of links whose protocol this version cannot read, skipped.
+    skipped: int = 0
+    #: Readings taken.
+    readings: int = 0
+
+
+class AdapterDecoder:
+    """Readings from the notifications of a capture's adapter links, as a CAN log gives them.
+
+    Each adapter link gets a new parser for its protocol (a
+    :class:`~o2x.obd.MonitorParser` for an ELM327, a :class:`~o2x.obd.SlcanParser`
+    for SLCAN), as the live session does; the parsers skip what is no frame
+    (command answers, prompts, echoes). The frames go to an :class:`~o2x.can.AmiBus`
+    kept across links to the same adapter, as the live source keeps it, stamped with
+    their notification's capture time. Readings follow :func:`o2x.can.log.log_readings`:
+    one when the frames changed the bus's state, at most once per
+    :data:`~o2x.can.bus.READING_INTERVAL` of capture time, and a ``cantCharge`` event
+    when that heuristic starts to hold; plus, as the live vehicle does, one at each
+    link's first frames. A change within the interval is held back and taken when
+    the interval is over, stamped then and showing the bus as it was then, or when
+    its link ends if that comes first (the end of a capture is its last
+    notification): a link's last reading may follow the one before it sooner.
+
+    Readings carry the capture's VIN and are dated by its header. Driven by
+    :func:`replay`.
+    """
+
+    def __init__(self, header: CaptureHeader) -> None:
+        self.vin = header.vin
+        self._at = header.at
+        #: The car's bus as the current (or last) adapter showed it.
+        self.bus: AmiBus | None = None
+        self._address: str | None = None
+        self._parser: MonitorParser | SlcanParser | None = None
+        # Whether the current link is an adapter's whose protocol cannot be read.
+        self._skipping = False
+        # This link's readings: the offset of the last one (None: none yet), whether
+        # a change waits for the interval to end, the bus's change count when read.
+        self._last: int | None = None
+        self._held = False
+        self._now = 0  # the offset of the last notification fed
+        self._changes_seen = -1
+        self._cant_charge = False
+        # Counters of parsers and buses no longer current.
+        self._done = AdapterStats()
+        self._links = self._notifications = self._skipped = self._readings = 0
+
+    @property
+    def active(self) -> bool:
+        """Whether the current link is an adapter's (its notifications go to :meth:`feed`)."""
+        return self._parser is not None or self._skipping
+
+    @property
+    def stats(self) -> AdapterStats:
+        """The counters so far, over every link."""
+        done = self._done
+        frames, ignored, buffer_fulls = _parser_counts(self._parser)
+        return AdapterStats(
+            links=self._links,
+            notifications=self._notifications,
+            frames=done.frames + frames,
+            bus_frames=done.bus_frames + (self.bus.stats.frames if self.bus is not None else 0),
+            lines_ignored=done.lines_ignored + ignored,
+            buffer_fulls=done.buffer_fulls + buffer_fulls,
+            skipped=self._skipped,
+            readings=self._readings,
+        )
+
+    def open(
+        self, offset_ns: int, address: str, adapter: AdapterOpened
+    ) -> list[tuple[int, VehicleInfo | EventKind]]:
+        """The link to ``address`` goes to ``adapter`` from ``offset_ns`` on."""
+        items = self.close(offset_ns)
+        self._links += 1
+        parser = _PARSERS.get(adapter.protocol)
+        if parser is None:
+            self._skipping = True
+            return items
+        self._parser = parser()
+        if self.bus is None or self._address != address:
+            self._retire_bus()
+            self.bus = AmiBus()
+            self._address = address
+        return items
+
+    def feed(self, offset_ns: int, data: bytes) -> list[tuple[int, VehicleInfo | EventKind]]:
+        """One notification of the current adapter link: the readings it completes."""
+        parser = self._parser
+        if parser is None:
+            if self._skipping:
+                self._skipped += 1
+            return []
+        self._notifications += 1
+        self._now = offset_ns
+        items = self._due(offset_ns)
+        frames = parser.feed(data)
+        if not frames:
+            return items
+        bus = self.bus
+        assert bus is not None
+        t = offset_ns / 1e9
+        feed = bus.feed
+        for can_id, payload in frames:
+            feed(can_id, payload, t)
+        last = self._last
+        if last is None:  # a link's first frames: a reading, as live
+            items += self._reading(offset_ns)
+        elif bus.changes != self._changes_seen:
+            if offset_ns - last >= _INTERVAL_NS:
+                items += self._reading(offset_ns)
+            else:
+                self._held = True
+        return items
+
+    def close(self, offset_ns: int | None) -> list[tuple[int, VehicleInfo | EventKind]]:
+        """The current link ended at ``offset_ns``, or with the capture (``None``).
+
+        A reading held back is taken: when its interval was over, if it was over by
+        then, else at the link's end (the capture's end is its last notification).
+        """
+        last = self._last
+        if last is not None and self._held:
+            end = self._now if offset_ns is None else offset_ns
+            items = self._reading(min(last + _INTERVAL_NS, max(end, last)))
+        else:
+            items = []
+        parser, self._parser = self._parser, None
+        self._skipping = False
+        self._last = None
+        self._held = False
+        self._cant_charge = False
+        if parser is not None:
+            self._retire_parser(parser)
+        return items
+
+    def _due(self, offset_ns: int) -> list[tuple[int, VehicleInfo | EventKind]]:
+        """The reading held back, if its interval is over at ``offset_ns``."""
+        if self._held and self._last is not None and offset_ns >= self._last + _INTERVAL_NS:
+            return self._reading(self._last + _INTERVAL_NS)
+        return []
+
+    def _reading(self, offset_ns: int) -> list[tuple[int, VehicleInfo | EventKind]]:
+        bus = self.bus
+        assert bus is not None
+        self._last = offset_ns
+        self._held = False
+        self._changes_seen = bus.changes
+        self._readings += 1
+        items: list[tuple[int, VehicleInfo | EventKind]] = [
+            (offset_ns, bus.snapshot(vin=self.vin, received_at=self._at(offset_ns)))
+        ]
+        cant_charge = bus.cant_charge
+        if cant_charge and not self._cant_charge:
+            items.append((offset_ns, EventKind.CANT_CHARGE))
+        self._cant_charge = cant_charge
+        return items
+
+    def _retire_parser(self, parser: MonitorParser | SlcanParser) -> None:
+        done = self._done
+        frames, ignored, buffer_fulls = _parser_counts(parser)
+        self._done = attrs.evolve(
+            done,
+            frames=done.frames + frames,
+            lines_ignored=done.lines_ignored + ignored,
+            buffer_fulls=done.buffer_fulls + buffer_fulls,
+        )
+
+    def _retire_bus(self) -> None:
+        if self.bus is not None:
+            done = self._done
+            self._done = attrs.evolve(done, bus_frames=done.bus_frames + self.bus.stats.frames)
+
+
+def _parser_counts(parser: MonitorParser | SlcanParser | None) -> tuple[int, int, int]:
+    """A parser's frames, lines that were no frame, and BUFFER FULL messages."""
+    if isinstance(parser, MonitorParser):
+        m = parser.stats
+        return m.frames, m.lines_ignored + m.overlong, m.buffer_fulls
+    if parser is not None:
+        c = parser.stats
+        return c.frames, c.lines_ignored + c.overlong, 0
+    return 0, 0, 0
+
+
+def replay(
+    records: Iterable[CaptureRecord],
+    decoder: FrameDecoder | None = None,
+    *,
+    adapters: AdapterDecoder | None = None,
+) -> Iterator[tuple[int, Frame | LinkChange | AdapterOpened | VehicleInfo | EventKind]]:
+    """Decode records as the live client did: ``(offset_ns, item)`` pairs, in order.
+
+    The notifications of an O2X dongle's link go through ``decoder`` (a new
+    :class:`~o2x.dongle.frames.FrameDecoder` by default; pass one to read its
+    statistics afterwards), which forgets any partial frame at each new link,
+    exactly as :class:`~o2x.O2XVehicle` does on reconnecting: they give frames.
+    Those of an adapter's link (after its ``ADAPTER`` record, which gives an
+    :class:`AdapterOpened`) go through ``adapters`` (by default an
+    :class:`AdapterDecoder` for the header of ``records``, a :class:`CaptureReader`):
+    they give :class:`~o2x.VehicleInfo` readings and ``cantCharge`` events
+    (:class:`~o2x.EventKind`). Link changes give :class:`LinkChange`. Records of
+    unknown kinds are skipped.
+
+    Raises :class:`ValueError` at an ``ADAPTER`` record if ``records`` has no header
+    and no ``adapters`` was given: its readings could not be dated.
     """
     if decoder is None:
         decoder = FrameDecoder()
+    if adapters is None and isinstance(records, CaptureReader):
+        adapters = AdapterDecoder(records.header)
     feed = decoder.feed
+    address = ""
     for offset_ns, kind, data in records:
         if kind == RecordKind.NOTIFICATION:
-            for frame in feed(data):
-                yield offset_ns, frame
+            if adapters is not None and adapters.active:
+                yield from adapters.feed(offset_ns, data)
+            else:
+                for frame in feed(data):
+                    yield offset_ns, frame
         elif kind == RecordKind.LINK_UP:
+            if adapters is not None:
+                yield from adapters.close(offset_ns)
             decoder.reset()
-            yield offset_ns, LinkChange(True, data.decode("utf-8", "replace"))
+            address = data.decode("utf-8", "replace")
+            yield offset_ns, LinkChange(True, address)
         elif kind == RecordKind.LINK_DOWN:
+            if adapters is not None:
+                yield from adapters.close(offset_ns)
             yield offset_ns, LinkChange(False)
+        elif kind == RecordKind.ADAPTER:
+            if adapters is None:
+                raise ValueError(
+                    "an adapter's notifications give readings, which need the capture's "
+                    "header: replay a CaptureReader, or pass adapters=AdapterDecoder(header)"
+                )
+            opened = _adapter_opened(data)
+            held = adapters.open(offset_ns, address, opened)  # a previous adapter's, if any
+            yield from held
+            yield offset_ns, opened
+    if adapters is not None:
+        yield from adapters.close(None)
 
 
 class RecordingVehicle(O2XVehicle):
@@ -510,19 +819,27 @@ class RecordingVehicle(O2XVehicle):
     it is decoded, with a ``LINK_UP`` record ahead of each link's first
     notification and a ``LINK_DOWN`` record when that link is lost: reported lost
     by the radio, or given up by the vehicle after ``loose_connection`` seconds of
-    silence (each ``disconnected`` event of the live vehicle has its record).
-    Writing never disturbs the vehicle: if the file cannot be written, recording
-    stops and the error is kept in ``capture.error``.
+    silence (each ``disconnected`` event of the live vehicle has its record). A
+    link to a BLE OBD adapter has an ``ADAPTER`` record (its protocol and layout)
+    ahead of the first notification its session reads: its notifications are the
+    adapter's whole output, answers and prompts included. Writing never disturbs
+    the vehicle: if the file cannot be written, recording stops and the error is
+    kept in ``capture.error``.
     """
 
     #: Where notifications are written; ``None`` records nothing.
     capture: CaptureWriter | None = None
     _recorder: _Recorder | None = None
 
+    @property
+    def adapter_layout(self) -> AdapterLayout | None:
+        """The layout of the last BLE OBD adapter recorded (``None``: none so far)."""
+        return self._recorder.layout if self._recorder is not None else None
+
     async def _open_source(self) -> Source:
         source = await super()._open_source()
         if self.capture is not None and isinstance(source, DongleSource):
-            self._recorder = source.recorder = _Recorder(self.capture)
+            self._recorder = source.recorder = _Recorder(self.capture, source)
         return source
 
     def _deliver(self, action: Action) -> None:
@@ -537,15 +854,25 @@ class RecordingVehicle(O2XVehicle):
 
 
 class _Recorder:
-    """Writes a dongle's notifications to a capture, with a record per link up and down."""
+    """Writes a dongle's notifications to a capture, with a record per link up and down.
 
-    def __init__(self, capture: CaptureWriter) -> None:
+    ``source`` says, by its ``layout``, whether the current link goes to a BLE OBD
+    adapter: the source decodes a notification as the adapter's output exactly when
+    that is set, so the ``ADAPTER`` record goes ahead of the first such notification.
+    """
+
+    def __init__(self, capture: CaptureWriter, source: DongleSource | None = None) -> None:
         self.capture = capture
+        self._source = source
         # Links are numbered by the transport; a number below the newest one seen is
         # a late callback of a link that has been replaced.
         self._link = -1
         # The link whose LINK_DOWN has been written: one record per link.
         self._down = -1
+        # The link whose ADAPTER record has been written.
+        self._adapter = -1
+        #: The last adapter's layout recorded.
+        self.layout: AdapterLayout | None = None
 
     def notifications(self, generation: int, address: str, chunks: list[bytes]) -> None:
         """Called by the source for the current link, before it decodes ``chunks``."""
@@ -556,6 +883,12 @@ class _Recorder:
             if generation != self._link:
                 self._link = generation
                 capture.link_up(address)
+            if self._adapter != generation and self._source is not None:
+                layout = self._source.layout
+                if layout is not None:
+                    self._adapter = generation
+                    self.layout = layout
+                    capture.adapter(layout.protocol.value, layout.name)
             for chunk in chunks:
                 capture.notification(chunk)
         except OSError as exc:

@@ -115,7 +115,7 @@ def test_the_layout_is_the_documented_one(tmp_path):
     blob = path.read_bytes()
     assert blob[:8] == MAGIC == b"\x89O2XCAP\n"
     version, length = struct.unpack_from("<HI", blob, 8)
-    assert version == 1
+    assert version == 2
     metadata = json.loads(blob[14 : 14 + length])
     assert metadata["vin"] == VIN
     assert isinstance(metadata["started_at_ns"], int)
@@ -123,14 +123,16 @@ def test_the_layout_is_the_documented_one(tmp_path):
     assert record == struct.pack("<QBH", 0x0102030405, 1, 3) + b"\x01\x02\x03"
 
 
-def test_the_example_of_docs_protocol_md(tmp_path):
+# Version 1 is what o2x wrote before ADAPTER records: its captures still read.
+@pytest.mark.parametrize("version", ["02 00", "01 00"])
+def test_the_example_of_docs_protocol_md_in_either_version(tmp_path, version):
     metadata = (
         b'{"recorder":"o2x 0.1.0","source":"bluetooth",'
         b'"started_at_ns":1795338930000000000,"vin":"VR1AB12C3D4567890"}'
     )
     path = tmp_path / "example.o2xcap"
     path.write_bytes(
-        bytes.fromhex("89 4f 32 58 43 41 50 0a 01 00 6b 00 00 00")
+        bytes.fromhex(f"89 4f 32 58 43 41 50 0a {version} 6b 00 00 00")
         + metadata
         + bytes.fromhex("00 23 66 30 00 00 00 00 02 11 00")
         + b"E2:4D:C9:F0:90:CC"
@@ -139,6 +141,7 @@ def test_the_example_of_docs_protocol_md(tmp_path):
     with CaptureReader.open(path) as reader:
         header = reader.header
         items = list(replay(reader))
+    assert header.version == int(version[:2])
     assert header.vin == "VR1AB12C3D4567890"
     assert header.started_at == dt.datetime(2026, 11, 22, 9, 15, 30, tzinfo=dt.UTC)
     assert header.metadata["source"] == "bluetooth"
@@ -190,7 +193,11 @@ def test_zeros_after_the_last_record_are_reported(tmp_path):
         (b"", "is empty"),
         (b"PK\x03\x04 a zip file, say", "not an o2x capture file"),
         (MAGIC + b"\x01", "cut short"),
-        (MAGIC + struct.pack("<HI", 2, 2) + b"{}", "version 2 capture"),
+        (
+            MAGIC + struct.pack("<HI", 3, 2) + b"{}",
+            "version 3 capture; this o2x reads versions 1 and 2",
+        ),
+        (MAGIC + struct.pack("<HI", 0, 2) + b"{}", "version 0 capture"),
         (MAGIC + struct.pack("<HI", 1, 40) + b"{}", "cut short"),
         (MAGIC + struct.pack("<HI", 1, 4) + b"[1]\n", "damaged"),
         (MAGIC + struct.pack("<HI", 1, 2) + b"{}", "damaged"),

@@ -500,10 +500,17 @@ async def record(
         elif recorder is not None:
             # Counted once the vehicle is left: what was decoded while it disconnected too.
             stats = recorder.stats
+            layout = recorder.adapter_layout
+            decoded = (
+                f"{stats.frames} frames decoded, {stats.crc_errors} CRC errors"
+                if layout is None
+                # The adapter's output is recorded whole; what counts is what reached the bus.
+                else f"through an {layout.protocol.value.upper()} adapter ({layout.name} "
+                f"layout), {stats.frames} CAN frames read"
+            )
             summary = (
                 f"Recorded {time.monotonic() - started:.1f} s from {target.vin} to {path}: "
                 f"{capture.records} records ({describe_size(capture.size)}); "
-                f"{stats.frames} frames decoded, {stats.crc_errors} CRC errors, "
-                f"{stats.reconnects} reconnects"
+                f"{decoded}, {stats.reconnects} reconnects"
             )
             (err if json_mode else out).print(summary)

@@ -16,7 +16,15 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from ..capture import CaptureError, CaptureHeader, CaptureReader, LinkChange, replay
+from ..capture import (
+    AdapterDecoder,
+    AdapterOpened,
+    CaptureError,
+    CaptureHeader,
+    CaptureReader,
+    LinkChange,
+    replay,
+)
 from ..dongle.frames import EventFrame, FrameDecoder, IdentityFrame, InfoFrame
 from ..model import Alerts, EventKind, VehicleInfo, VehicleStatus
 from ._common import (
@@ -37,6 +45,9 @@ PROGRESS_FROM: Final = 1 << 20
 #: 128 + SIGPIPE, what a shell reports for a program that signal ended (the Unix
 #: number, spelt out as Windows has no SIGPIPE).
 PIPE_CLOSED: Final = 128 + 13
+
+#: How a link's protocol is named in the text output.
+_PROTOCOL_NAMES: Final = {"elm327": "ELM327", "slcan": "SLCAN"}
 
 CSV_COLUMNS: Final = (
     "time",
@@ -137,12 +148,46 @@ class _Printer:
         # The live client reports a lost link as a 'disconnected' event: so does replay.
         self.event(at, t, EventKind.DISCONNECTED, 0, -1)
 
+    def adapter(self, t: float, opened: AdapterOpened) -> None:
+        if self.fmt == "text":
+            if opened.readable:
+                what = f"an {_PROTOCOL_NAMES.get(opened.protocol, opened.protocol)} adapter"
+                layout = f" ({opened.layout} layout)" if opened.layout else ""
+                line = Text(f"through {what}{layout}", style="green")
+            else:
+                line = Text(
+                    f"through an adapter speaking {opened.protocol or 'an unnamed protocol'}, "
+                    "which this o2x cannot read: its notifications are skipped",
+                    style="yellow",
+                )
+            self.out.print(Text(f"{t:10.3f} s  ") + line)
+
     def identity(self, t: float, frame: IdentityFrame) -> None:
         if self.fmt == "text":
             major, minor = frame.firmware
             self.out.print(
                 Text(f"{t:10.3f} s  identity {frame.vin}, dongle firmware {major}.{minor}")
             )
+
+
+def _decoding(decoder: FrameDecoder, adapters: AdapterDecoder) -> str:
+    """What the decoders read: the O2X dongle's frames, the adapters' lines, or both."""
+    stats = decoder.stats
+    parts = []
+    a = adapters.stats
+    if not a.links or stats.frames or stats.bytes_discarded:
+        parts.append(
+            f"decoder: {stats.frames} frames, {stats.crc_errors} CRC errors, "
+            f"{stats.invalid_frames} invalid frames, {stats.bytes_discarded} bytes discarded, "
+            f"{stats.seq_gaps} sequence gaps"
+        )
+    if a.links:
+        full = f", {a.buffer_fulls} BUFFER FULL" if a.buffer_fulls else ""
+        parts.append(
+            f"adapters: {a.frames} CAN frames read ({a.bus_frames} of the car's messages), "
+            f"{a.lines_ignored} other lines{full}"
+        )
+    return "; ".join(parts)
 
 
 def _alerts(alerts: Alerts | None) -> str:
@@ -363,10 +408,31 @@ def _replay_file(
     duration = 0.0
     with reader:
         header = reader.header
+        adapters = AdapterDecoder(header)
         notes.print(describe_header(path, header, size))
+
+        def reading(at: dt.datetime, t: float, info: VehicleInfo, seq: int) -> None:
+            nonlocal readings, last_status
+            readings += 1
+            if series is not None:
+                data = info.data
+                series.add(
+                    t,
+                    None if data.battery_soc is None else data.battery_soc.value,
+                    None if data.remaining_autonomy is None else data.remaining_autonomy.value,
+                    None if data.total_odometer is None else data.total_odometer.value,
+                    info.status,
+                )
+            # Statuses are reported as the live client does with no change-status
+            # delay: the first one, then every change.
+            if reception == "information" or info.status is not last_status:
+                printer.reading(at, t, info, seq)
+            last_status = info.status
+
         try:
             with _progress(err, size) as advance:
-                for count, (offset_ns, item) in enumerate(replay(reader, decoder)):
+                items = replay(reader, decoder, adapters=adapters)
+                for count, (offset_ns, item) in enumerate(items):
                     t = offset_ns / 1e9
                     # The latest, not the last: offsets may go back (see below).
                     duration = max(duration, t)
@@ -374,46 +440,42 @@ def _replay_file(
                         advance(reader.position)
                     at = header.at(offset_ns)
                     if isinstance(item, InfoFrame):
-                        readings += 1
                         info = VehicleInfo.from_frame(item, vin=header.vin, received_at=at)
-                        if series is not None:
-                            data = info.data
-                            series.add(
-                                t,
-                                None if data.battery_soc is None else data.battery_soc.value,
-                                None
-                                if data.remaining_autonomy is None
-                                else data.remaining_autonomy.value,
-                                None if data.total_odometer is None else data.total_odometer.value,
-                                info.status,
-                            )
-                        # Statuses are reported as the live client does with no
-                        # change-status delay: the first one, then every change.
-                        if reception == "information" or info.status is not last_status:
-                            printer.reading(at, t, info, item.seq)
-                        last_status = info.status
+                        reading(at, t, info, item.seq)
+                    elif isinstance(item, VehicleInfo):  # read off an adapter's bus
+                        reading(at, t, item, -1)
                     elif isinstance(item, EventFrame):
                         events += 1
                         if series is not None and item.kind is not None:
                             series.events.append((t, item.kind.value))
                         printer.event(at, t, item.kind, item.code, item.seq)
+                    elif isinstance(item, EventKind):  # cantCharge, from an adapter's bus
+                        events += 1
+                        if series is not None:
+                            series.events.append((t, item.value))
+                        printer.event(at, t, item, 0, -1)
                     elif isinstance(item, LinkChange):
                         if not item.up:
                             losses += 1
                             if series is not None:
                                 series.link_losses.append(t)
                         printer.link(at, t, item)
+                    elif isinstance(item, AdapterOpened):
+                        printer.adapter(t, item)
                     else:
                         printer.identity(t, item)
         except CaptureError as exc:
             raise translate(exc) from None
-    stats = decoder.stats
     notes.print(
         f"{reader.records} records over {duration:.1f} s: {readings} readings, {events} events, "
-        f"{losses} link losses; decoder: {stats.frames} frames, {stats.crc_errors} CRC errors, "
-        f"{stats.invalid_frames} invalid frames, {stats.bytes_discarded} bytes discarded, "
-        f"{stats.seq_gaps} sequence gaps"
+        f"{losses} link losses; " + _decoding(decoder, adapters)
     )
+    skipped = adapters.stats.skipped
+    if skipped:
+        err.print(
+            f"Warning: {path}: {skipped} notifications of an adapter whose protocol this o2x "
+            "cannot read were skipped"
+        )
     if reader.problem is not None:
         err.print(f"Warning: {path}: {reader.problem}; the records before it were read")
     if reader.backwards:
