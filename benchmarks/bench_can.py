@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import can
+from _harness import cpu_name
 
 from o2x.can import AmiBus, dbc
 from o2x.can.source import READING_INTERVAL
@@ -274,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"o2x CAN benchmark: Python {platform.python_version()} "
         f"({platform.python_implementation()}), {platform.machine()}, "
-        f"{_cpu_name()}, {os.cpu_count()} CPUs"
+        f"{cpu_name()}, {os.cpu_count()} CPUs"
     )
     print(
         f"{n_frames:,} frames of the {len(dbc.compiled())} messages o2x reads, each a change; "
@@ -326,17 +327,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("(--quick: too short to mean anything; it checks that the script works)")
         return 0
     return 0 if all(ok is not False for *_, ok in rows) else 1
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import construct as cs
+from _harness import cpu_name
 
 from o2x.dongle.frames import (
     _BATTERY,
@@ -461,7 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"o2x frame decoder benchmark: Python {platform.python_version()} "
         f"({platform.python_implementation()}), {platform.machine()}, "
-        f"{_cpu_name()}, {os.cpu_count()} CPUs"
+        f"{cpu_name()}, {os.cpu_count()} CPUs"
     )
     print(
         f"{n_decode:,} distinct INFO frames (slow baselines: the first {n_slow:,}); "
@@ -580,17 +581,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("(--quick: too short to mean anything; it checks that the script works)")
         return 0
     return 0 if all(ok is not False for *_, ok in rows) else 1
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

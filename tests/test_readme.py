@@ -11,12 +11,30 @@ import pytest
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def _library_example() -> str:
+def _example(heading: str) -> str:
+    """The first Python block after ``heading`` in the README."""
     text = README.read_text(encoding="utf-8")
-    section = text.split("## Using the library", 1)[1]
+    section = text.split(heading, 1)[1]
     match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert match is not None, "the README lost its library example"
+    assert match is not None, f"the README lost its example under {heading!r}"
     return match.group(1)
+
+
+def _run_example(heading: str, backend: str, limit: float) -> None:
+    """Run the example under ``heading`` as written, its ``anyio.run`` on ``backend``."""
+    code = _example(heading)
+    runner = "anyio.run(main)  # or"
+    assert runner in code
+    namespace: dict[str, object] = {"__name__": "readme_example"}
+    exec(compile(code.replace(runner, "pass  #"), str(README), "exec"), namespace)
+    main = namespace["main"]
+    assert callable(main)
+
+    async def bounded() -> None:
+        with anyio.fail_after(limit):  # a broken example fails instead of hanging
+            await main()
+
+    anyio.run(bounded, backend=backend)
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -27,19 +45,7 @@ def test_readme_example_runs(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("O2X_STATE_DIR", str(tmp_path))
-    code = _library_example()
-    runner = "anyio.run(main)  # or"
-    assert runner in code
-    namespace: dict[str, object] = {"__name__": "readme_example"}
-    exec(compile(code.replace(runner, "pass  #"), str(README), "exec"), namespace)
-    main = namespace["main"]
-    assert callable(main)
-
-    async def bounded() -> None:
-        with anyio.fail_after(60):  # a broken example fails instead of hanging
-            await main()
-
-    anyio.run(bounded, backend=backend)
+    _run_example("## Using the library", backend, 60)
     out = capsys.readouterr().out
     statuses = re.findall(r"^status: (\w+)", out, re.MULTILINE)
     assert len(statuses) == 4
@@ -50,29 +56,9 @@ def test_readme_example_runs(
     assert (tmp_path / "vehicle.json").exists()
 
 
-def _can_example() -> str:
-    text = README.read_text(encoding="utf-8")
-    section = text.split("## Reading the car's own CAN bus", 1)[1]
-    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert match is not None, "the README lost its CAN example"
-    return match.group(1)
-
-
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_readme_can_example_runs(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code = _can_example()
-    runner = "anyio.run(main)  # or"
-    assert runner in code
-    namespace: dict[str, object] = {"__name__": "readme_can_example"}
-    exec(compile(code.replace(runner, "pass  #"), str(README), "exec"), namespace)
-    main = namespace["main"]
-    assert callable(main)
-
-    async def bounded() -> None:
-        with anyio.fail_after(30):
-            await main()
-
-    anyio.run(bounded, backend=backend)
+    _run_example("## Reading the car's own CAN bus", backend, 30)
     out = capsys.readouterr().out
     statuses = re.findall(r"^status: (\w+)", out, re.MULTILINE)
     assert statuses[0] == "parked"
@@ -80,29 +66,9 @@ def test_readme_can_example_runs(backend: str, capsys: pytest.CaptureFixture[str
     assert "soc: 80 %" in out
 
 
-def _adapter_example() -> str:
-    text = README.read_text(encoding="utf-8")
-    section = text.split("## Reading the car through a BLE OBD adapter", 1)[1]
-    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert match is not None, "the README lost its adapter example"
-    return match.group(1)
-
-
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_readme_adapter_example_runs(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code = _adapter_example()
-    runner = "anyio.run(main)  # or"
-    assert runner in code
-    namespace: dict[str, object] = {"__name__": "readme_adapter_example"}
-    exec(compile(code.replace(runner, "pass  #"), str(README), "exec"), namespace)
-    main = namespace["main"]
-    assert callable(main)
-
-    async def bounded() -> None:
-        with anyio.fail_after(30):
-            await main()
-
-    anyio.run(bounded, backend=backend)
+    _run_example("## Reading the car through a BLE OBD adapter", backend, 30)
     out = capsys.readouterr().out
     assert re.search(r"^adapter: [0-9A-F:]{17} verified: True$", out, re.MULTILINE)
     assert "status: parked soc: 80 %" in out
