@@ -23,9 +23,9 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..errors import ConnectionFailed, IdentityMismatch
-from ..model import EventKind
-from ..source import LinkCounters, Received, SourceSink, WallClock
+from ..source import LinkCounters, SourceSink, WallClock
 from .bus import READING_INTERVAL, AmiBus
+from .readings import ReadingPacer
 
 if TYPE_CHECKING:
     import can
@@ -67,12 +67,9 @@ class CanSource:
         self._vin: str | None = vin
         self._verified = True
         self._vin_seen = anyio.Event()
-        self._cant_charge = False
         self._read_error: BaseException | None = None
-        #: When the last reading was taken (anyio's clock), and whether frames
-        #: came since that the interval held back.
-        self._last_reading = -math.inf
-        self._held_back = False
+        #: When readings are taken (anyio's clock).
+        self._pacer = ReadingPacer(self.ami, self._wall)
         #: Sees every message read, before it is decoded (``o2x record --can``: a
         #: python-can writer such as ``can.Logger``). A failing recorder is dropped.
         self.recorder: Callable[[can.Message], object] | None = None
@@ -143,9 +140,7 @@ class CanSource:
     async def _read_loop(self) -> None:
         recv_batch = self._recv_batch
         while True:
-            wait = POLL
-            if self._held_back:
-                wait = max(0.0, self._last_reading + READING_INTERVAL - anyio.current_time())
+            wait = min(POLL, max(0.0, self._pacer.due - anyio.current_time()))
             try:
                 # Not abandoned on cancellation: the thread is waited for (at most
                 # POLL seconds), so that nothing outlives the vehicle's block.
@@ -162,12 +157,9 @@ class CanSource:
             self._read_error = None
             if batch:
                 self._frames(batch)
-            if (
-                self._held_back
-                and self._subscribed
-                and anyio.current_time() - self._last_reading >= READING_INTERVAL
-            ):
-                self._reading()
+            now = anyio.current_time()
+            if self._subscribed and now >= self._pacer.due:
+                self._sink.received(self._pacer.take(now, self._vin or ""))
 
     def _recv_batch(self, wait: float) -> list[can.Message]:
         # In the worker thread: the first frame waits up to ``wait`` seconds, the
@@ -211,18 +203,6 @@ class CanSource:
             self._sink.advertisement(self.address, self._expected_vin or ami.vin or "")
         if not self._subscribed:
             return
-        if anyio.current_time() - self._last_reading < READING_INTERVAL:
-            self._held_back = True
-            return
-        self._reading()
-
-    def _reading(self) -> None:
-        ami = self.ami
-        self._held_back = False
-        self._last_reading = anyio.current_time()
-        items: list[Received] = [ami.snapshot(vin=self._vin or "", received_at=self._wall())]
-        cant_charge = ami.cant_charge
-        if cant_charge and not self._cant_charge:
-            items.append(EventKind.CANT_CHARGE)
-        self._cant_charge = cant_charge
-        self._sink.received(items)
+        items = self._pacer.frames_arrived(anyio.current_time(), self._vin or "")
+        if items:
+            self._sink.received(items)

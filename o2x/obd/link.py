@@ -24,9 +24,9 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from ..can.bus import READING_INTERVAL, AmiBus
+from ..can.bus import AmiBus
+from ..can.readings import ReadingPacer
 from ..errors import AdapterSpeaksOther, ConnectionFailed, O2XError
-from ..model import EventKind
 from ..source import Received, WallClock
 from .actions import Action, Frames, Monitoring, Send, SessionFailed
 from .elm327 import Elm327Session
@@ -76,9 +76,7 @@ class AdapterLink:
         # Set (and replaced) whenever the session moves: wakes the task and read_vin.
         self._progress = anyio.Event()
         self._monitor_since = math.inf
-        self._last_reading = -math.inf
-        self._held_back = False
-        self._cant_charge = False
+        self._pacer = ReadingPacer(ami, wall)
 
     # --- driving the session ---------------------------------------------------------
 
@@ -94,13 +92,11 @@ class AdapterLink:
                     self._failed(exc)
                     return
             now = anyio.current_time()
-            deadline = self.session.deadline
-            if self._held_back:
-                deadline = min(deadline, self._last_reading + READING_INTERVAL)
+            deadline = min(self.session.deadline, self._pacer.due)
             if now >= deadline:
                 self._carry_out(self.session.tick(now))
-                if self._held_back and now >= self._last_reading + READING_INTERVAL:
-                    self._pending_reading()
+                if now >= self._pacer.due:
+                    self._pending_reading(now)
                 continue
             progress = self._progress
             with anyio.move_on_after(deadline - now):
@@ -114,11 +110,10 @@ class AdapterLink:
             self._carry_out(self.session.received(chunk, now))
         if self.ami.stats.frames == before or not self.subscribed:
             return []
-        if now - self._last_reading < READING_INTERVAL:
-            self._held_back = True
-            self._moved()
-            return []
-        return self._reading(now)
+        items = self._pacer.frames_arrived(now, self.vin)
+        if not items:
+            self._moved()  # the task takes the reading held back
+        return items
 
     async def read_vin(self) -> str:
         """The VIN on the car's bus; ``""`` if the monitor ran ``vin_wait`` without one."""
@@ -184,18 +179,8 @@ class AdapterLink:
 
     # --- readings --------------------------------------------------------------------
 
-    def _pending_reading(self) -> None:
-        self._held_back = False
+    def _pending_reading(self, now: float) -> None:
         if self.subscribed:
-            self._on_reading(self._reading(anyio.current_time()))
-
-    def _reading(self, now: float) -> list[Received]:
-        self._held_back = False
-        self._last_reading = now
-        ami = self.ami
-        items: list[Received] = [ami.snapshot(vin=self.vin, received_at=self._wall())]
-        cant_charge = ami.cant_charge
-        if cant_charge and not self._cant_charge:
-            items.append(EventKind.CANT_CHARGE)
-        self._cant_charge = cant_charge
-        return items
+            self._on_reading(self._pacer.take(now, self.vin))
+        else:
+            self._pacer.held_back = False
