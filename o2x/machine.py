@@ -177,10 +177,13 @@ class IdentityRead:
     """The peer's identity was read: the VIN of the vehicle it serves.
 
     ``""``: the peer could not tell in time (an OBD adapter on a bus that broadcasts
-    no VIN); see :class:`VehicleMachine` for when that is accepted.
+    no VIN); see :class:`VehicleMachine` for when that is accepted. ``bus_heard``:
+    whether the peer showed any frame of the car's bus meanwhile (an OBD adapter that
+    showed none may be in no car at all, and is never taken on trust).
     """
 
     vin: str
+    bus_heard: bool = True
 
 
 @attrs.frozen
@@ -551,7 +554,7 @@ class VehicleMachine:
 
     def _on_IdentityRead(self, event: IdentityRead, next_state: State, now: float) -> list[Action]:
         if self._advertised_vin is None:
-            return self._adapter_identity(event.vin, now)
+            return self._adapter_identity(event.vin, event.bus_heard, now)
         # An advertisement may not name the VIN ("": a CAN bus before its VIN
         # frames); then only the VIN looked for, if any, is checked.
         wanted = self.vin if self.vin is not None else self._advertised_vin
@@ -606,8 +609,9 @@ class VehicleMachine:
 
     # --- helpers -------------------------------------------------------------------
 
-    def _adapter_identity(self, vin: str, now: float) -> list[Action]:
-        """An OBD adapter read ``vin`` off its car's bus (``""``: none in time)."""
+    def _adapter_identity(self, vin: str, bus_heard: bool, now: float) -> list[Action]:
+        """An OBD adapter read ``vin`` off its car's bus (``""``: none in time), having
+        shown frames of that bus (``bus_heard``) or not."""
         address = self.address
         assert address is not None
         if vin and (self.vin is None or vin == self.vin):
@@ -629,18 +633,27 @@ class VehicleMachine:
             self._connect_deadline = math.inf
             return actions
         # No VIN on the bus in time: trusted only if it was named, or if it has been
-        # the only adapter in range for the whole survey (docs/obd.md).
-        alone = len(self._adapters) == 1 and self._scanned >= SURVEY
+        # the only adapter in range for the whole survey and shows a car's bus
+        # (docs/obd.md).
+        alone = len(self._adapters) == 1 and self._scanned >= SURVEY and bus_heard
         if self.vin is not None and (address == self.adapter or alone):
             self._seen_vehicle = True
             self.identity_verified = False
             return [Subscribe()]
-        self._last_error = ConnectionFailed(
-            f"the OBD adapter at {address} reads no VIN off its car's bus, and it is "
-            "not the only adapter in range: name it (adapter=ADDRESS) to use it anyway"
-            if len(self._adapters) > 1
-            else f"the OBD adapter at {address} reads no VIN off its car's bus yet"
-        )
+        if len(self._adapters) > 1:
+            why = (
+                f"the OBD adapter at {address} reads no VIN off its car's bus, and it is "
+                "not the only adapter in range: name it (adapter=ADDRESS) to use it anyway"
+            )
+        elif not bus_heard:
+            why = (
+                f"the OBD adapter at {address} shows no frame of a car's bus: is it "
+                "plugged into the car's OBD port, and the car switched on? (name it, "
+                "adapter=ADDRESS, to use it anyway)"
+            )
+        else:
+            why = f"the OBD adapter at {address} reads no VIN off its car's bus yet"
+        self._last_error = ConnectionFailed(why)
         return self._setup_failed(now)
 
     def _quiet(self, now: float) -> list[Action]:

@@ -72,6 +72,11 @@ class Source(Protocol):
         on a sleeping car's bus): silence is then waited out rather than the link
         torn down (see :class:`~o2x.machine.Subscribed`)."""
 
+    @property
+    def bus_heard(self) -> bool:
+        """Whether the current link has shown any frame of the car's bus (an OBD
+        adapter that shows none may be in no car; every other source: True)."""
+
     def start(self, task_group: TaskGroup) -> None:
         """Start what the source runs in the background, in the vehicle's task group."""
 

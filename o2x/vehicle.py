@@ -286,6 +286,8 @@ class O2XVehicle:
         self._inputs_send: MemoryObjectSendStream[Input | None] | None = None
         self._inputs_receive: MemoryObjectReceiveStream[Input | None] | None = None
         self._waiting_until = -math.inf
+        # The cancel scope of the link's set-up step under way (_set_up), if any.
+        self._setup_scope: anyio.CancelScope | None = None
         self._clock: Callable[[], float] | None = None
         self._ready = anyio.Event()
         self._failure: O2XError | None = None
@@ -696,16 +698,11 @@ class O2XVehicle:
                         return
                 elif isinstance(action, StopScan):
                     await source.stop_scan()
-                elif isinstance(action, Connect):
-                    self._early.clear()
-                    await source.connect(action.address)
-                    self._address = action.address
-                    result = Connected()
-                elif isinstance(action, ReadIdentity):
-                    result = IdentityRead(await source.read_identity())
-                elif isinstance(action, Subscribe):
-                    await source.subscribe()
-                    result = Subscribed(keep_when_quiet=source.keeps_quiet_link)
+                elif isinstance(action, Connect | ReadIdentity | Subscribe):
+                    result = await self._set_up(action)
+                    if result is None:  # cut short by a deadline, or the link was lost
+                        queue.extend(machine.tick(anyio.current_time()))
+                        continue
                 elif isinstance(action, Disconnect):
                     self._address = None
                     await source.disconnect()
@@ -727,6 +724,36 @@ class O2XVehicle:
                     early, self._early = self._early, deque(maxlen=_MAX_EARLY)
                     for item in early:
                         queue.extend(self._machine_input(item, now))
+
+    async def _set_up(self, action: Connect | ReadIdentity | Subscribe) -> Input | None:
+        """One step of a link's set-up, bounded by the machine's deadline (the scan's
+        time limit, the set-up's guard) and cut short when the link is lost meanwhile.
+
+        None if it was cut short: the machine's ``tick`` then says what follows, or
+        the ``LinkLost`` already sent does. A failure raises :class:`O2XError`.
+        """
+        machine, source = self._machine, self._source
+        assert machine is not None
+        assert source is not None
+        # The driver waits here, not on its inputs: without the scope, a step that
+        # hangs (an adapter that never prompts, a link gone mid-discovery) would hold
+        # the vehicle past every deadline the machine keeps.
+        with anyio.CancelScope(deadline=machine.deadline) as scope:
+            self._setup_scope = scope
+            try:
+                if isinstance(action, Connect):
+                    self._early.clear()
+                    await source.connect(action.address)
+                    self._address = action.address
+                    return Connected()
+                if isinstance(action, ReadIdentity):
+                    vin = await source.read_identity()
+                    return IdentityRead(vin, bus_heard=source.bus_heard)
+                await source.subscribe()
+                return Subscribed(keep_when_quiet=source.keeps_quiet_link)
+            finally:
+                self._setup_scope = None
+        return None
 
     def _deliver_ahead(self, queue: deque[Action]) -> deque[Action]:
         """Deliver the deliveries in ``queue`` (up to a ``Fail``); return the rest, in order."""
@@ -771,6 +798,8 @@ class O2XVehicle:
     def link_lost(self) -> None:
         """The link went down by itself."""
         self._send(LinkLost())
+        if self._setup_scope is not None:  # a set-up step waits on a link that is gone
+            self._setup_scope.cancel()
 
     def received(self, items: list[Received]) -> None:
         """Readings and events arrived: deliver them now."""

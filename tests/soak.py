@@ -14,6 +14,15 @@ faults of each kind on both backends) and the long one, as a script::
 
     python tests/soak.py --minutes 15 --backend both     # or: nox -s soak -- --minutes 15
 
+With ``dongle="elm327"`` (``--dongle elm327``) the car carries an emulated ELM327 clone
+in its OBD port instead, with the clone's faults (``quirks``: garbage in its lines, slow
+answers; :class:`~o2x.sim.adapters.Elm327Quirks`), and the library reads the car's bus
+through it. The link faults are the same (drops, silences: the car asleep, its bus
+quiet, the adapter still connected; out of range), as are the notification sizes, cut by
+the adapter's bridge; garbage in the adapter's lines stands in for ``corrupt_next``,
+which is the O2X dongle's. The adapter's log records the statuses the bus carried, link
+up or not, and the bus has no events: see :class:`SoakConfig` for what changes.
+
 ``--backend both`` runs each backend in its own process (one after the other, or at the
 same time with ``--parallel``) and prints one table with a column per backend. The exit
 status is 0 only if every check passed on every backend.
@@ -62,6 +71,7 @@ from o2x import (
     derive_status,
 )
 from o2x.sim import Fault, LogKind, LogRecord, SimulatedVehicle, VirtualRadio
+from o2x.sim.adapters import Elm327Quirks, Elm327Stats
 
 __all__ = ["SoakConfig", "SoakReport", "format_table", "main", "run_soak"]
 
@@ -74,7 +84,12 @@ MEMORY_LIMIT = 10 * 1024 * 1024
 # The kinds of link fault; the notification size changes before every one of them.
 DROP, SILENCE, PAUSE, CORRUPT = "drop", "silence", "pause", "corrupt"
 STEP_KINDS = (DROP, SILENCE, PAUSE, CORRUPT)
+#: Through an OBD adapter: corrupt_next is the O2X dongle's (its frames have a CRC); the
+#: adapter's own faults (Elm327Quirks) corrupt its lines all along instead.
+ADAPTER_STEP_KINDS = (DROP, SILENCE, PAUSE)
 SIZE = "notification_size"
+#: The notification sizes of an OBD adapter's bridge: 20 bytes is what they send (an MTU of 23).
+ADAPTER_SIZES = (1, 2, 3, 5, 8, 13, 19, 20)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +136,30 @@ class SoakConfig:
     #: Print a progress line this often (seconds); ``None``: never.
     progress: float | None = None
     mtu: int = 247
+    #: The car's dongle: ``"o2x"``, or an OBD adapter, ``"elm327"`` or ``"wican"``. Through
+    #: an adapter the kinds of fault are :data:`ADAPTER_STEP_KINDS`, the sizes
+    #: :data:`ADAPTER_SIZES` unless ``sizes`` is given, and the phases drive, park and
+    #: charge at once: the bus shows no fault state (the log's UNKNOWN is PARKED there)
+    #: and a deferred charge is PARKED until the current flows. A charging car is
+    #: unplugged (parked) before it drives: from CHARGING to DRIVING the bus's messages
+    #: change one by one, and the library may see it parked between them, as a real car
+    #: is between the two. Nothing is flicked back
+    #: while the link is down (``p_flicker`` is not used): the log records what the bus
+    #: carried, link up or not, and that status never reaches the library. The bus has
+    #: no events: cantCharge is not checked.
+    dongle: str = "o2x"
+    #: The ELM327's quirks and faults (``dongle="elm327"``), e.g. ``garbage``, ``answer_delay``.
+    quirks: Elm327Quirks | None = None
+
+    @property
+    def adapter(self) -> bool:
+        """The car carries an OBD adapter, not an O2X dongle."""
+        return self.dongle != "o2x"
+
+    @property
+    def step_kinds(self) -> tuple[str, ...]:
+        """The kinds of link fault injected, one of each a round."""
+        return ADAPTER_STEP_KINDS if self.adapter else STEP_KINDS
 
 
 @dataclasses.dataclass
@@ -159,6 +198,8 @@ class SoakReport:
     samples: int = 0
     samples_out_of_order: int = 0
     log_records: int = 0
+    #: The ELM327 emulator's counters at the end (``dongle="elm327"``).
+    adapter_stats: dict[str, int] | None = None
     rss_growth: int | None = None
     rss_baseline: int | None = None
     rss_peak: int | None = None
@@ -275,7 +316,8 @@ class _Soak:
         self._log_read = 0
         self.log_statuses = 0
         self.log_corrupted = 0
-        sizes = config.sizes or tuple(range(1, config.mtu - 2))
+        self.adapter = config.adapter
+        sizes = config.sizes or (ADAPTER_SIZES if self.adapter else tuple(range(1, config.mtu - 2)))
         self.sizes = sizes
         self._size_index = 0
         self.sizes_used: set[int] = set()
@@ -385,13 +427,21 @@ class _Soak:
     # --- the scenario -----------------------------------------------------------------
 
     async def change_phase(self, where: str) -> None:
-        choice = self.rng.choice(("drive", "park", "charge", "fault"))
+        # Through an adapter, only the phases whose status the bus shows as the log
+        # says (SoakConfig.dongle).
+        phases = (
+            ("drive", "park", "charge") if self.adapter else ("drive", "park", "charge", "fault")
+        )
+        choice = self.rng.choice(phases)
+        if choice == "drive" and self.adapter and self._status() is VehicleStatus.CHARGING:
+            choice = "park"  # unplugged first (SoakConfig.dongle)
         if choice == "drive":
             await self.sim.drive()
         elif choice == "park":
             await self.sim.park()
         elif choice == "charge":  # refused with cantCharge while the brake is released
-            await self.sim.charge(delay_minutes=self.rng.choice((0, 0, 1, 3)))
+            delays = (0,) if self.adapter else (0, 0, 1, 3)
+            await self.sim.charge(delay_minutes=self.rng.choice(delays))
         else:
             await self.sim.set(system_state=SystemState.FAULT)
         self.phase_changes[where] += 1
@@ -404,7 +454,8 @@ class _Soak:
             return
         before = self._status()
         await self.change_phase("link down")
-        if self.rng.random() < self.config.p_flicker and self._status() is not before:
+        flicker = 0.0 if self.adapter else self.config.p_flicker  # SoakConfig.dongle
+        if self.rng.random() < flicker and self._status() is not before:
             if before is VehicleStatus.DRIVING:
                 await self.sim.drive()
             elif before is VehicleStatus.CHARGING:
@@ -423,7 +474,11 @@ class _Soak:
     async def next_size(self) -> None:
         size = self.sizes[self._size_index % len(self.sizes)]
         self._size_index += 1
-        await self.sim.set_notification_size(size)
+        await self.sim.set_notification_size(size)  # the O2X stream's (and logged)
+        if self.sim.adapter is not None:
+            # The adapter's bridge cuts its output on its own; an int, read by the
+            # radio's thread at its next notification.
+            self.sim.adapter.notification_size = size
         self.sizes_used.add(size)
         self.injected[SIZE] += 1
 
@@ -490,7 +545,7 @@ class _Soak:
 
     def progress_line(self) -> str:
         s = self.car.stats
-        kinds = ", ".join(f"{k} {self.injected[k]}" for k in (*STEP_KINDS, SIZE))
+        kinds = ", ".join(f"{k} {self.injected[k]}" for k in (*self.config.step_kinds, SIZE))
         return (
             f"[{self.report.backend}] {self.elapsed():6.0f} s  {kinds}; statuses "
             f"{len(self.seen)}/{self.log_statuses}; disconnections {s.disconnections}/"
@@ -510,7 +565,10 @@ async def run_soak(
     """Run the soak scenario on the current event loop (asyncio or trio) and check it."""
     import sniffio
 
-    report = SoakReport(sniffio.current_async_library(), dataclasses.asdict(config))
+    settings = dataclasses.asdict(config)
+    if config.quirks is not None:  # JSON for the script's reports
+        settings["quirks"] = attrs.asdict(config.quirks)
+    report = SoakReport(sniffio.current_async_library(), settings)
     problems = _Problems()
     started_tracing = config.tracemalloc and not tracemalloc.is_tracing()
     if started_tracing:
@@ -535,7 +593,12 @@ async def _run(config: SoakConfig, report: SoakReport, state_dir: str | os.PathL
     async with VirtualRadio(mtu=config.mtu) as radio:
         sim = await radio.add(
             SimulatedVehicle(
-                VIN, seed=config.seed, rate_hz=config.rate_hz, time_scale=config.time_scale
+                VIN,
+                seed=config.seed,
+                rate_hz=config.rate_hz,
+                time_scale=config.time_scale,
+                dongle=config.dongle,
+                quirks=config.quirks,
             )
         )
         async with (
@@ -569,7 +632,7 @@ async def _inject(config: SoakConfig, soak: _Soak, report: SoakReport) -> None:
             break
         if config.duration is not None and elapsed >= config.duration:
             break
-        kinds = list(STEP_KINDS)
+        kinds = list(config.step_kinds)
         soak.rng.shuffle(kinds)
         for kind in kinds:
             await soak.step(kind)
@@ -645,6 +708,11 @@ def _collect(
     report.stats = attrs.asdict(stats)
     report.frames_sent = sim.frames_sent
     report.notifications_sent = sim.notifications_sent
+    if sim.adapter is not None:
+        report.notifications_sent = sim.adapter.notifications_sent
+        emulator_stats = sim.adapter.emulator.stats
+        if isinstance(emulator_stats, Elm327Stats):
+            report.adapter_stats = attrs.asdict(emulator_stats)
     report.samples = soak.samples
     report.samples_out_of_order = soak.samples_out_of_order
     report.log_records = len(log)
@@ -682,12 +750,22 @@ def _judge(config: SoakConfig, report: SoakReport) -> None:
             f"log {log_faults}, harness {inj}",
         )
     )
-    fewest = min(inj.values())
+    fewest = min(inj[kind] for kind in (*config.step_kinds, SIZE))
+    if config.adapter:
+        # The adapter's garbage stands in for corrupted frames, if it has any.
+        garbled = (report.adapter_stats or {}).get("lines_garbled", 0)
+        corrupted = (
+            config.quirks is None or config.quirks.garbage == 0 or (garbled >= config.min_per_kind)
+        )
+        detail = f"fewest {fewest}, lines garbled {garbled}"
+    else:
+        corrupted = report.corrupted_frames >= config.min_per_kind
+        detail = f"fewest {fewest}, corrupted frames {report.corrupted_frames}"
     checks.append(
         Check(
             f"at least {config.min_per_kind} of each kind",
-            fewest >= config.min_per_kind and report.corrupted_frames >= config.min_per_kind,
-            f"fewest {fewest}",
+            fewest >= config.min_per_kind and corrupted,
+            detail,
         )
     )
     checks.append(
@@ -714,20 +792,21 @@ def _judge(config: SoakConfig, report: SoakReport) -> None:
             f"reconnects {s['reconnects']}, disconnections {s['disconnections']}",
         )
     )
-    checks.append(
-        Check(
-            "cantCharge events as logged",
-            report.cant_charge_events == report.cant_charge_expected,
-            f"{report.cant_charge_events} seen, {report.cant_charge_expected} logged",
+    if not config.adapter:  # a bus has no events and no CRC (SoakConfig.dongle)
+        checks.append(
+            Check(
+                "cantCharge events as logged",
+                report.cant_charge_events == report.cant_charge_expected,
+                f"{report.cant_charge_events} seen, {report.cant_charge_expected} logged",
+            )
         )
-    )
-    checks.append(
-        Check(
-            "CRC errors >= corrupted frames delivered",
-            s["crc_errors"] >= report.corrupted_frames,
-            f"{s['crc_errors']} CRC errors, {report.corrupted_frames} corrupted frames",
+        checks.append(
+            Check(
+                "CRC errors >= corrupted frames delivered",
+                s["crc_errors"] >= report.corrupted_frames,
+                f"{s['crc_errors']} CRC errors, {report.corrupted_frames} corrupted frames",
+            )
         )
-    )
     checks.append(
         Check(
             "samples in order",
@@ -783,6 +862,7 @@ def _rows(r: SoakReport) -> list[tuple[str, str]]:
     return [
         ("wall time (fault injection)", f"{r.wall_time:.0f} s ({r.injection_time:.0f} s)"),
         ("rounds", str(r.rounds)),
+        ("dongle", str(c.get("dongle", "o2x"))),
         ("link drops (drop_link)", str(inj.get(DROP, 0))),
         (
             f"silences ({silence}, loose_connection {c['loose_connection']:g} s)",
@@ -790,6 +870,12 @@ def _rows(r: SoakReport) -> list[tuple[str, str]]:
         ),
         ("advertising pauses (out of range, back)", str(inj.get(PAUSE, 0))),
         ("corrupt_next calls / corrupted frames", f"{inj.get(CORRUPT, 0)} / {r.corrupted_frames}"),
+        (
+            "ELM327: lines garbled / BUFFER FULLs / commands answered",
+            " / ".join(str(a[k]) for k in ("lines_garbled", "buffer_full", "commands"))
+            if (a := r.adapter_stats)
+            else "n/a",
+        ),
         (
             f"notification size changes (sizes covered of 1..{c['mtu'] - 3})",
             f"{inj.get(SIZE, 0)} ({r.sizes_covered})",
@@ -857,7 +943,11 @@ def format_table(reports: Sequence[SoakReport]) -> str:
 # --- the script ---------------------------------------------------------------------------
 
 
-def long_config(minutes: float, seed: int, *, traced: bool) -> SoakConfig:
+#: An ELM327 clone's faults for the soak: garbage in one line in twenty, slow answers.
+ELM327_FAULTS = Elm327Quirks(garbage=0.05, answer_delay=0.03)
+
+
+def long_config(minutes: float, seed: int, *, traced: bool, dongle: str = "o2x") -> SoakConfig:
     """The long run: ``minutes`` of faults, at least 50 of each kind per 15 minutes."""
     return SoakConfig(
         duration=minutes * 60,
@@ -866,11 +956,13 @@ def long_config(minutes: float, seed: int, *, traced: bool) -> SoakConfig:
         warmup=min(60.0, minutes * 60 / 10),
         tracemalloc=traced,
         progress=60.0,
+        dongle=dongle,
+        quirks=ELM327_FAULTS if dongle == "elm327" else None,
     )
 
 
 def _run_one(args: argparse.Namespace) -> SoakReport:
-    config = long_config(args.minutes, args.seed, traced=args.tracemalloc)
+    config = long_config(args.minutes, args.seed, traced=args.tracemalloc, dongle=args.dongle)
 
     async def main() -> SoakReport:
         with anyio.fail_after(config.duration + 600 if config.duration else 600):
@@ -884,6 +976,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=15.0, help="of fault injection")
     parser.add_argument("--backend", choices=("asyncio", "trio", "both"), default="both")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--dongle",
+        choices=("o2x", "elm327", "wican"),
+        default="o2x",
+        help="the car's dongle: an O2X dongle, or an OBD adapter (elm327 with ELM327_FAULTS)",
+    )
     parser.add_argument("--parallel", action="store_true", help="both backends at once")
     parser.add_argument(
         "--tracemalloc",
@@ -939,6 +1037,8 @@ def _run_children(args: argparse.Namespace) -> list[SoakReport]:
                 str(args.minutes),
                 "--seed",
                 str(args.seed),
+                "--dongle",
+                args.dongle,
                 "--json",
                 str(out),
                 "--tracemalloc" if args.tracemalloc else "--no-tracemalloc",

@@ -160,6 +160,34 @@ def test_no_vin_with_two_unproven_adapters_is_neither_and_says_how_to_choose() -
     assert "adapter=ADDRESS" in str(error.error)
 
 
+def test_an_adapter_alone_for_the_survey_that_shows_no_bus_is_never_taken() -> None:
+    # Alone in range for the whole survey, but it has shown no frame of a car's bus
+    # (unplugged, or a monitor that never ends a line): it may be in no car at all.
+    m = machine(scan=SURVEY + 10.0)
+    connect_to(m, ADAPTER, SURVEY + 1)
+    assert m.handle(IdentityRead("", bus_heard=False), SURVEY + 2) == [
+        Disconnect(),
+        StartScan(),
+    ]
+    error = m.tick(SURVEY + 10.0)[-1]
+    assert isinstance(error, Fail)
+    assert isinstance(error.error, ScanTimeout)
+    assert "shows no frame of a car's bus" in str(error.error)
+    assert m.vin == VIN
+    # The same adapter, showing the bus, would have been taken (the control).
+    m = machine(scan=SURVEY + 10.0)
+    connect_to(m, ADAPTER, SURVEY + 1)
+    assert m.handle(IdentityRead("", bus_heard=True), SURVEY + 2) == [Subscribe()]
+
+
+def test_a_named_adapter_is_trusted_even_while_its_car_sleeps() -> None:
+    # Its bus quiet (the car asleep): the user's word is enough, as for previous().
+    m = machine(adapter=ADAPTER)
+    connect_to(m, ADAPTER, 0.2)
+    assert m.handle(IdentityRead("", bus_heard=False), 0.5) == [Subscribe()]
+    assert not m.identity_verified
+
+
 def test_a_named_adapter_is_trusted_at_once_and_the_others_ignored() -> None:
     m = machine(adapter=ADAPTER)
     assert m.handle(AdvertisementSeen(ADAPTER_B, None), 0.1) == []

@@ -9,12 +9,13 @@ silences end once the library has reported the loss instead of after a fixed tim
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import anyio
 import pytest
 from bleak import BleakClient
-from soak import DROP, PAUSE, SILENCE, SIZE, SoakConfig, run_soak
+from soak import ADAPTER_SIZES, DROP, ELM327_FAULTS, PAUSE, SILENCE, SIZE, SoakConfig, run_soak
 
 from o2x import VehicleStatus
 from o2x.dongle.frames import FrameDecoder, InfoFrame
@@ -42,6 +43,22 @@ async def test_short_soak(tmp_path: Path) -> None:
     assert report.passed, "\n" + report.table()
     assert report.disconnections_expected == sum(report.injected[k] for k in (DROP, SILENCE, PAUSE))
     assert report.injected[SIZE] == 12
+    assert report.statuses_expected >= 4
+
+
+#: The same through an ELM327 clone in the car's OBD port, with the clone's faults.
+SHORT_ELM327 = dataclasses.replace(
+    SHORT, dongle="elm327", quirks=ELM327_FAULTS, sizes=ADAPTER_SIZES, loose_connection=2.0
+)
+
+
+async def test_short_soak_through_an_elm327_with_its_faults(tmp_path: Path) -> None:
+    with anyio.fail_after(300):
+        report = await run_soak(SHORT_ELM327, state_dir=tmp_path)
+    assert report.passed, "\n" + report.table()
+    assert report.disconnections_expected == sum(report.injected[k] for k in (DROP, SILENCE, PAUSE))
+    assert report.adapter_stats is not None
+    assert report.adapter_stats["lines_garbled"] >= SHORT.min_per_kind
     assert report.statuses_expected >= 4
 
 

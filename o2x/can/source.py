@@ -126,6 +126,8 @@ class CanSource:
 
     #: A silent bus costs nothing to "reconnect": the machine's usual path is kept.
     keeps_quiet_link = False
+    #: Only an OBD adapter can be connected and show nothing of a bus.
+    bus_heard = True
 
     def counters(self) -> LinkCounters:
         s = self.ami.stats

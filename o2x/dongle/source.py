@@ -136,6 +136,12 @@ class DongleSource:
         falls silent is reconnected."""
         return self._adapter is not None
 
+    @property
+    def bus_heard(self) -> bool:
+        """Whether the adapter has shown frames of the car's bus on this link (an O2X
+        dongle: True)."""
+        return self._adapter is None or self._adapter.bus_heard
+
     def _adapter_failed(self) -> None:
         # A session that failed while streaming leaves a link that carries nothing:
         # a lost link, so that the vehicle connects and sets the adapter up again.

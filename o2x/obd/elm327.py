@@ -75,6 +75,14 @@ commands, where [K]'s ``y`` would be left in the next command.
 
 **The prompt** is ``>``, or that byte with bits 0xC0 set: [K] masks them ("Bits 0xc0
 are sometimes set (randomly) ... Probably bad hardware"). NUL bytes are dropped.
+That mask has a price: a garbled byte 0xBE or 0xFE inside a monitor line reads as a
+prompt too. [E] (pp. 43-44) has monitoring end only with a message (``BUFFER FULL``,
+``STOPPED``, an error), so a prompt while monitoring that no message announced is not
+believed at once: the session waits :data:`PROMPT_GRACE` seconds (``RESTARTING``), and
+frames in that time show the adapter still monitoring (counted in
+``stats.stray_prompts``); none, and ``ATMA`` is sent again as after any prompt.
+Sending ``ATMA`` at once would stop an adapter still monitoring, and the rest of the
+command would be answered ``?``.
 
 States (:class:`~o2x.obd.actions.SessionState`), as a table of what moves them::
 
@@ -84,7 +92,9 @@ States (:class:`~o2x.obd.actions.SessionState`), as a table of what moves them::
     INITIALISING  --answer refused / no prompt in time--> FAILED
     MONITORING    --BUFFER FULL or STOPPED, no prompt yet--> RESTARTING
     MONITORING, RESTARTING --prompt-->                   MONITORING (ATMA sent again)
+    MONITORING    --prompt no message announced-->       RESTARTING (PROMPT_GRACE)
     RESTARTING    --frames, no prompt (a clone went on)-->  MONITORING
+    RESTARTING    --PROMPT_GRACE over, no frames-->      MONITORING (ATMA sent again)
     MONITORING, RESTARTING --'?' / 5 barren restarts / no prompt in time--> FAILED
     MONITORING, RESTARTING --stop-->                     STOPPING
     STOPPING      --prompt, or no prompt in time-->      STOPPED
@@ -116,6 +126,9 @@ __all__ = ["Elm327Session", "Elm327Stats"]
 
 #: Restarts of ``ATMA`` in a row, without a frame between them, that fail the session.
 MAX_BARREN_RESTARTS: Final = 5
+#: Seconds a prompt no message announced waits for frames before it is believed
+#: (module docstring): a car's bus carries tens of frames in that time.
+PROMPT_GRACE: Final = 0.5
 #: The character sent to stop monitoring (see the module docstring).
 STOP_CHARACTER: Final = b" "
 #: Bounds on what is kept of an answer during the set-up (a hostile or broken
@@ -173,6 +186,9 @@ class Elm327Stats:
     tolerated: int = 0
     #: Times stop() gave up waiting for the prompt.
     stop_timeouts: int = 0
+    #: Prompts while monitoring that frames after them showed to be noise (a garbled
+    #: byte with the prompt's low 6 bits).
+    stray_prompts: int = 0
 
 
 class Elm327Session:
@@ -214,6 +230,10 @@ class Elm327Session:
         self._extended_at_start = 0  # the parser's count of 29-bit frames then
         self._commands = self._frames = self._restarts = self._buffer_fulls = 0
         self._stops = self._bus_errors = self._tolerated = self._stop_timeouts = 0
+        self._stray_prompts = 0
+        # In RESTARTING: the prompt came unannounced, and is believed when the deadline
+        # passes with no frame (module docstring).
+        self._unannounced = False
 
     @property
     def stats(self) -> Elm327Stats:
@@ -227,6 +247,7 @@ class Elm327Session:
             bus_errors=self._bus_errors,
             tolerated=self._tolerated,
             stop_timeouts=self._stop_timeouts,
+            stray_prompts=self._stray_prompts,
         )
 
     # --- the driver's calls -----------------------------------------------------
@@ -274,6 +295,9 @@ class Elm327Session:
                     "is it an ELM327-compatible adapter, and awake?"
                 )
             )
+        if self.state is SessionState.RESTARTING and self._unannounced:
+            self._unannounced = False  # no frame since: the adapter did stop
+            return self._monitor_ended(now)
         if self.state is SessionState.RESTARTING:
             return self._fail(
                 AdapterTimeout(
@@ -291,6 +315,13 @@ class Elm327Session:
             self.state = SessionState.STOPPED
             self.deadline = math.inf
             return []
+        if state is SessionState.RESTARTING and self._unannounced:
+            # Monitoring or not (the prompt may have been noise): a space stops it if
+            # it is, and is ignored at a prompt ([E] p. 9), where stop times out.
+            self._unannounced = False
+            self.state = SessionState.STOPPING
+            self.deadline = now + self.command_timeout
+            return [Send(STOP_CHARACTER)]
         if state is SessionState.RESTARTING:
             # It has left monitoring already; its prompt is on the way.
             self.state = SessionState.STOPPING
@@ -405,6 +436,14 @@ class Elm327Session:
             self._frames += len(frames)
             actions.append(Frames(frames))
         if parser.prompt:
+            if self.state is _MONITORING and not self._announced():
+                # Believed only if no frame follows it (module docstring).
+                self.state = SessionState.RESTARTING
+                self._unannounced = True
+                self.deadline = now + PROMPT_GRACE
+                parser.clear_conditions()  # the prompt is all there was
+                return actions
+            self._unannounced = False
             actions += self._monitor_ended(now)
         elif self.state is SessionState.MONITORING:
             if parser.buffer_full or parser.stopped:
@@ -418,7 +457,20 @@ class Elm327Session:
             self.state = SessionState.MONITORING
             self.deadline = math.inf
             parser.clear_conditions()
+            if self._unannounced:
+                self._unannounced = False
+                self._stray_prompts += 1
         return actions
+
+    def _announced(self) -> bool:
+        """Whether the parser saw a message that ends monitoring, or a ``?``."""
+        parser = self.parser
+        return (
+            parser.buffer_full
+            or parser.stopped
+            or parser.unknown_command
+            or parser.error is not None
+        )
 
     def _monitor_ended(self, now: float) -> list[Action]:
         """The prompt came while monitoring: stopped on request, or restart."""

@@ -77,6 +77,12 @@ class AdapterLink:
         self._progress = anyio.Event()
         self._monitor_since = math.inf
         self._pacer = ReadingPacer(ami, wall)
+        self._frames_before = ami.stats.frames  # the bus is kept across links
+
+    @property
+    def bus_heard(self) -> bool:
+        """Whether this link has shown a frame of the car's bus (of ``ami.dbc``)."""
+        return self.ami.stats.frames > self._frames_before
 
     # --- driving the session ---------------------------------------------------------
 

@@ -70,6 +70,15 @@ is followed by an LF):
   (OBD requests) answer ``NO DATA`` (the AMI answers no OBD requests: WiCAN
   issue #316), ``UNABLE TO CONNECT`` on an adapter without CAN.
 
+**Hostile adapters** (quirks for the tests of hostile peers; made up, not from the
+sources): ``never_prompts``, no ``>`` ever; ``endless_garbage``, random bytes at the
+link's full throughput and never an answer; ``endless_line``, after ``ATMA`` a line
+that never ends (hex digits and spaces, no CR) and that nothing stops; ``flood``, that
+many made-up frames a second shown besides the car's, whatever the filter. Endless
+output is made as the link carries it (at most 64 KiB a call: after a longer gap
+between calls the older bytes are lost) and a flood shows at most 10,000 frames a
+call, so the emulator's memory stays bounded whatever it is made to send.
+
 Supported AT commands (anything else answers ``?``): ``Z``, ``WS``, ``D``, ``I``,
 ``@1``, ``E0/1``, ``L0/1``, ``S0/1``, ``H0/1``, ``D0/1``, ``CAF0/1``,
 ``SP h``/``SP Ah``/``TP h``/``TP Ah``, ``DP``, ``DPN``, ``AR``, ``CRA [hhh]``,
@@ -118,6 +127,7 @@ for a transmitted frame.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import random
 import re
@@ -147,6 +157,9 @@ _MAX_LINE: Final = 128  # significant characters of one ELM327 command line ([W]
 _MAX_PENDING: Final = 4096  # bytes written while the adapter is busy; more are dropped
 _MAX_SLCAN_LINE: Final = 32  # [W]: SLCAN_MTU is 30; a longer line is garbage
 _EPSILON: Final = 1e-9  # float slack when counting the bytes a link has sent
+_MAX_ENDLESS: Final = 65_536  # bytes of endless output made in one call, at most
+_MAX_FLOOD: Final = 10_000  # flood frames shown in one call, at most
+_LINE_BYTES: Final = b"0123456789ABCDEF    "  # the endless line: hex digits and spaces
 
 
 def _check_time(now: float, last: float) -> None:
@@ -175,6 +188,11 @@ class _Link:
         self._read = 0  # bytes of the first segment already handed out
         self._end = -math.inf  # when the last queued byte has left
         self.queued = 0  # bytes ever queued
+
+    @property
+    def end(self) -> float:
+        """When the last byte queued will have left (``-math.inf`` before the first)."""
+        return self._end
 
     def put(self, data: bytes, now: float) -> float:
         """Queue ``data`` at ``now``; return when its last byte will have left."""
@@ -236,6 +254,9 @@ class Elm327Quirks:
     garbage: float = attrs.field(
         default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)]
     )
+    #: Whether that garbage may hold 0xBE and 0xFE, the prompt ``>`` with bits 0xC0 set,
+    #: which a host that masks them as [K] does takes for a prompt; ``False`` draws again.
+    garbage_prompts: bool = True
     #: Seconds between a command's last byte (its CR, or the byte that stops
     #: monitoring) and its effect and answer; input waits meanwhile (slow adapters).
     answer_delay: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
@@ -255,6 +276,27 @@ class Elm327Quirks:
     #: Linefeeds after a reset ([E]: set by pin 7; a BLE clone's ``ATZ`` answer in
     #: ELMduino's debug log has none).
     linefeeds_by_default: bool = False
+    #: Hostile: no echo and no answer ever, only random bytes (any of the 256) at the
+    #: link's full throughput from the first call on, forever; input and the bus are
+    #: ignored. Needs a finite ``throughput``.
+    endless_garbage: bool = False
+    #: Hostile: ``ATMA`` starts a line that never ends: hex digits and spaces at the
+    #: link's full throughput, never a CR or a prompt, for as long as the adapter is
+    #: powered. Nothing stops it: input is ignored from then on, and so is the bus.
+    #: Needs a finite ``throughput``.
+    endless_line: bool = False
+    #: Hostile: frames a second that the monitor shows besides the car's, whatever the
+    #: filter: random 11-bit IDs that are none of ``ami.dbc``'s, 0 to 8 random bytes
+    #: (a bus far busier than the AMI's, or a clone that makes frames up). Past what
+    #: the link carries (about 127 lines a second at the default throughput), its
+    #: buffer overflows: ``BUFFER FULL``, as for the car's own frames.
+    flood: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
+
+    def __attrs_post_init__(self) -> None:
+        if (self.endless_garbage or self.endless_line) and math.isinf(self.throughput):
+            raise ValueError(
+                "endless_garbage and endless_line send at the link's throughput: it must be finite"
+            )
 
 
 @attrs.frozen
@@ -273,10 +315,15 @@ class Elm327Stats:
     frames_lost: int
     #: Times monitoring ended in BUFFER FULL.
     buffer_full: int
-    #: Bytes written while busy beyond the input limit, dropped.
+    #: Bytes written while busy beyond the input limit, dropped (and all of them, once
+    #: an ``endless_garbage`` or ``endless_line`` adapter ignores its input).
     input_dropped: int
     #: Bytes queued for the host so far, read or not.
     bytes_queued: int
+    #: Frames of the ``flood`` quirk that became a complete monitor line.
+    frames_flooded: int = 0
+    #: Lines the ``garbage`` quirk put garbage bytes in.
+    lines_garbled: int = 0
 
 
 @attrs.define
@@ -371,12 +418,28 @@ class Elm327Emulator:
         self._frames_lost = 0
         self._buffer_full = 0
         self._input_dropped = 0
+        # The hostile quirks: their own generator, so that they change no other draw.
+        self._hostile_rng = random.Random(f"hostile:{seed}")
+        self._frames_flooded = 0
+        self._lines_garbled = 0
+        # While monitoring with a flood: when it started and how many frames were due.
+        self._flood_start = math.inf
+        self._flood_due = 0
+        # Endless output (garbage, or the line that never ends): from when it started,
+        # and how many bytes of it the link has been given. Once it runs, the adapter
+        # ignores its input and the bus.
+        self._endless_since: float | None = None
+        self._endless_sent = 0
+        self._garbage_pool = bytearray()
 
     # --- the interface ----------------------------------------------------------------
 
     def write(self, data: bytes, now: float) -> None:
         """Bytes the host wrote at ``now``, split anywhere; commands end with CR."""
         self._advance(now)
+        if self._endless_since is not None:
+            self._input_dropped += len(data)
+            return
         room = _MAX_PENDING - self._pending_size
         if len(data) > room:
             self._input_dropped += len(data) - room
@@ -391,7 +454,7 @@ class Elm327Emulator:
         _check_frame(can_id, data)
         self._advance(now)
         self._frames_seen += 1
-        if self._monitoring and self._hears():
+        if self._monitoring and self._hears() and self._endless_since is None:
             self._show(can_id, bytes(data), now)
 
     def read(self, now: float) -> bytes:
@@ -416,6 +479,8 @@ class Elm327Emulator:
             buffer_full=self._buffer_full,
             input_dropped=self._input_dropped,
             bytes_queued=self._link.queued,
+            frames_flooded=self._frames_flooded,
+            lines_garbled=self._lines_garbled,
         )
 
     def __repr__(self) -> str:
@@ -427,6 +492,14 @@ class Elm327Emulator:
     def _advance(self, now: float) -> None:
         _check_time(now, self._now)
         self._now = now
+        if self.quirks.endless_garbage and self._endless_since is None:
+            self._endless_since = now  # from the first call on
+        if self._endless_since is not None:
+            self._pending.clear()
+            self._pending_at = self._pending_size = 0
+            self._busy = None
+            self._endless(now)
+            return
         while True:
             if self._busy is not None:
                 done_at, job, line = self._busy
@@ -440,11 +513,16 @@ class Elm327Emulator:
                     self._reply(("STOPPED",), done_at)
                 else:
                     self._restarted(done_at)
+                if self._endless_running():  # the line that never ends began
+                    self._advance(now)
+                    return
                 continue
             if not self._pending:
+                self._flood_until(now)
                 return
             arrival, chunk = self._pending[0]
             at = max(arrival, self._free_at)
+            self._flood_until(at)
             echo = bytearray()
             i = self._pending_at
             while i < len(chunk) and self._busy is None:
@@ -495,6 +573,10 @@ class Elm327Emulator:
             self._reset(at)
         elif reply is _Special.MONITOR:
             self._monitoring = True
+            if self.quirks.endless_line:
+                self._endless_since = max(at, self._link.end)
+            elif self.quirks.flood > 0:
+                self._flood_start, self._flood_due = at, 0
         else:
             self._reply(reply, at)
 
@@ -594,6 +676,58 @@ class Elm327Emulator:
         self._protocol, self._auto = self._saved_protocol
         return _OK
 
+    # --- the hostile quirks' output ---------------------------------------------------
+
+    def _endless(self, now: float) -> None:
+        """Give the link the endless output it has carried by ``now`` since it began."""
+        assert self._endless_since is not None
+        rate = self.quirks.throughput
+        due = math.floor((now - self._endless_since) * rate + _EPSILON)
+        count = due - self._endless_sent
+        if count <= 0:
+            return
+        if count > _MAX_ENDLESS:  # a long gap between calls: the older bytes are lost
+            self._endless_sent += count - _MAX_ENDLESS
+            count = _MAX_ENDLESS
+        rng = self._hostile_rng
+        if self.quirks.endless_garbage:
+            # Drawn in blocks, so that the bytes do not depend on how they are read.
+            while len(self._garbage_pool) < count:
+                self._garbage_pool += rng.randbytes(4096)
+            data = bytes(self._garbage_pool[:count])
+            del self._garbage_pool[:count]
+        else:
+            data = bytes(rng.choices(_LINE_BYTES, k=count))
+        self._link.put(data, self._endless_since + self._endless_sent / rate)
+        self._endless_sent += count
+
+    def _flood_until(self, until: float) -> None:
+        """Show the flood frames due by ``until`` while monitoring: frame *k* (from 1)
+        is due ``k / flood`` seconds after monitoring began."""
+        if not self._monitoring or until < self._flood_start or not self._hears():
+            return
+        rate = self.quirks.flood
+        due = math.floor((until - self._flood_start) * rate + _EPSILON)
+        self._flood_due = max(self._flood_due, due - _MAX_FLOOD)  # a long gap: skip the oldest
+        rng = self._hostile_rng
+        ids = _flood_ids()
+        while self._monitoring and self._flood_due < due:
+            self._flood_due += 1
+            at = self._flood_start + self._flood_due / rate
+            data = rng.randbytes(rng.randint(0, 8))
+            if self._show(rng.choice(ids), data, at, filtered=False):
+                self._frames_flooded += 1
+        if not self._monitoring_now():  # a frame of the flood filled the buffer
+            self._flood_start = math.inf
+
+    # Read through methods where a call may have changed them: mypy keeps an
+    # attribute narrowed across method calls.
+    def _endless_running(self) -> bool:
+        return self._endless_since is not None
+
+    def _monitoring_now(self) -> bool:
+        return self._monitoring
+
     # --- output -----------------------------------------------------------------------
 
     def _eol(self) -> bytes:
@@ -612,12 +746,16 @@ class Elm327Emulator:
     def _garble(self, line: bytes) -> bytes:
         if self.quirks.garbage <= 0 or self._rng.random() >= self.quirks.garbage:
             return line
-        junk = bytes(
-            self._rng.choice((0x00, self._rng.randrange(0x80, 0x100)))
-            for _ in range(self._rng.randint(1, 3))
-        )
+        junk = bytes(self._junk() for _ in range(self._rng.randint(1, 3)))
         at = self._rng.randint(0, len(line))
+        self._lines_garbled += 1
         return line[:at] + junk + line[at:]
+
+    def _junk(self) -> int:
+        while True:
+            byte = self._rng.choice((0x00, self._rng.randrange(0x80, 0x100)))
+            if self.quirks.garbage_prompts or byte & 0x3F != ord(">"):
+                return byte
 
     def _hears(self) -> bool:
         return not self.quirks.no_can and self._protocol in _HEARD_PROTOCOLS
@@ -628,25 +766,29 @@ class Elm327Emulator:
             return can_id & s.mask29 == s.filter29 & s.mask29
         return can_id & s.mask11 == s.filter11 & s.mask11
 
-    def _show(self, can_id: int, data: bytes, at: float) -> None:
+    def _show(self, can_id: int, data: bytes, at: float, *, filtered: bool = True) -> bool:
+        """Show a frame heard while monitoring; whether its line went out whole."""
         extended = can_id > _MAX_STD_ID
-        if not self._passes(can_id, extended):
+        if filtered and not self._passes(can_id, extended):
             self._frames_filtered += 1
-            return
+            return False
         line = self._garble(self._format(can_id, data, extended))
         eol = self._eol()
         free = self.quirks.buffer_size - self._link.backlog(at)
         if len(line) + len(eol) <= free:
             self._link.put(line + eol, at)
-            self._frames_shown += 1
-            return
+            if filtered:
+                self._frames_shown += 1
+            return True
         cut = line[: max(0, free)]
         self._monitoring = False
-        self._frames_lost += 1
+        if filtered:
+            self._frames_lost += 1
         self._buffer_full += 1
         prompt = b"" if self.quirks.never_prompts else b">"
         message = (b" " if cut else b"") + b"BUFFER FULL" + eol + eol + prompt
         self._link.put(cut + message, at)
+        return False
 
     def _format(self, can_id: int, data: bytes, extended: bool) -> bytes:
         s = self._settings
@@ -670,6 +812,15 @@ class Elm327Emulator:
             parts.append(sep.join(f"{b:02X}" for b in shown))
         text = sep.join(parts) + (" <DATA ERROR" if error else "")
         return text.encode("ascii")
+
+
+@functools.cache
+def _flood_ids() -> tuple[int, ...]:
+    """The 11-bit IDs the flood quirk draws from: all but those of ``ami.dbc``."""
+    from ..can.dbc import compiled
+
+    known = set(compiled())
+    return tuple(can_id for can_id in range(_MAX_STD_ID + 1) if can_id not in known)
 
 
 def _pci_kind(data: bytes) -> Literal["single", "multi"] | None:

@@ -19,7 +19,7 @@ from o2x.obd import (
     SessionFailed,
     SessionState,
 )
-from o2x.obd.elm327 import MAX_BARREN_RESTARTS
+from o2x.obd.elm327 import MAX_BARREN_RESTARTS, PROMPT_GRACE
 
 BATTERY = (0x580, bytes([0x10, 0x00, 0x8C, 0x14, 0x00, 0x55, 0x00, 0x00]))  # 1.6 A, 52.6 V, 85 %
 PARK_BRAKE = (0x714, b"\x01\x00")  # ParkBrake 1
@@ -479,6 +479,62 @@ def test_a_prompt_with_its_high_bits_set(prompt: bytes) -> None:
     harness = monitoring(adapter)
     harness.deliver(adapter.overflow())
     assert harness.session.stats.restarts == 1
+
+
+@pytest.mark.parametrize("junk", [b">", b"\xbe", b"\xfe"])
+def test_a_prompt_like_byte_inside_a_monitor_line_is_noise_once_frames_follow(
+    junk: bytes,
+) -> None:
+    # A garbled byte with the prompt's low 6 bits inside a line: the adapter is still
+    # monitoring, and no message said otherwise. ATMA now would stop it.
+    harness = monitoring()
+    session = harness.session
+    harness.deliver(b"580 10 00" + junk + b" 8C 14 00 55 00 00\r", now=3.0)
+    assert session.state is SessionState.RESTARTING
+    assert session.deadline == 3.0 + PROMPT_GRACE
+    assert harness.sent.count(b"ATMA\r") == 1  # not sent again yet
+    harness.deliver(harness.adapter.bus([PARK_BRAKE]), now=3.1)
+    assert session.state is SessionState.MONITORING
+    assert session.deadline == math.inf
+    assert session.tick(10.0) == []
+    assert harness.frames == [PARK_BRAKE]  # the garbled line is no frame
+    assert (session.stats.stray_prompts, session.stats.restarts) == (1, 0)
+    assert harness.sent.count(b"ATMA\r") == 1
+
+
+def test_an_unannounced_prompt_is_believed_when_no_frame_follows() -> None:
+    harness = monitoring()
+    session = harness.session
+    frames = harness.adapter.bus([BATTERY])
+    harness.adapter.monitoring = False  # it stopped, and said nothing
+    harness.deliver(frames + b"\r>", now=5.0)
+    assert session.state is SessionState.RESTARTING
+    assert session.tick(5.0 + PROMPT_GRACE / 2) == []
+    harness._do(session.tick(5.0 + PROMPT_GRACE))
+    assert session.state is SessionState.MONITORING
+    assert harness.sent.count(b"ATMA\r") == 2
+    assert (session.stats.restarts, session.stats.stray_prompts) == (1, 0)
+    assert session.deadline == math.inf
+
+
+def test_an_announced_prompt_restarts_at_once() -> None:
+    # The control of the two above: BUFFER FULL before the prompt needs no grace.
+    harness = monitoring()
+    adapter = harness.adapter
+    harness.deliver(adapter.bus([BATTERY]) + adapter.leaves_monitoring(b"BUFFER FULL"), now=5.0)
+    assert harness.session.state is SessionState.MONITORING
+    assert harness.sent.count(b"ATMA\r") == 2
+
+
+def test_stop_while_an_unannounced_prompt_waits_sends_the_stop_character() -> None:
+    harness = monitoring()
+    session = harness.session
+    harness.deliver(b"\r>", now=1.0)
+    assert session.stop(1.2) == [Send(b" ")]  # stops it, if it is monitoring still
+    assert session.state is SessionState.STOPPING
+    assert session.deadline == 1.2 + 2.0
+    harness.deliver(harness.adapter.write(b" "))
+    assert session.state is SessionState.STOPPED
 
 
 def test_nul_bytes_anywhere() -> None:

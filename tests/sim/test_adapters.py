@@ -481,6 +481,157 @@ def test_input_written_while_busy_is_bounded():
     assert adapter.stats.input_dropped > 90_000
 
 
+# --- ELM327: hostile quirks ---------------------------------------------------------------
+
+SLOW = 1000.0  # bytes a second: a link slow enough to count its bytes by hand
+
+
+def test_endless_garbage_sends_random_bytes_at_the_links_rate_and_never_answers():
+    adapter = elm(Elm327Quirks(endless_garbage=True, throughput=SLOW))
+    assert talk(adapter, b"ATZ\r", now=1.0) == b""  # it starts with the first call
+    adapter.bus_frame(*BATTERY, now=1.0)
+    first = adapter.read(1.5)
+    assert len(first) == 500
+    assert len(adapter.read(1.5)) == 0
+    assert len(adapter.read(3.0)) == 1500
+    assert adapter.stats.input_dropped == 4  # input is ignored, and so is the bus
+    assert adapter.stats.commands == adapter.stats.frames_shown == 0
+    assert not adapter.monitoring
+    # Random: all manner of bytes, the prompt's among them, not an answer's text.
+    assert len(set(first)) > 200
+    assert b"OK" not in first
+    assert b"ELM327" not in first
+
+
+def test_endless_garbage_is_seeded_and_does_not_depend_on_how_it_is_read():
+    def run(seed: int, reads: int) -> bytes:
+        adapter = elm(Elm327Quirks(endless_garbage=True, throughput=SLOW), seed=seed)
+        adapter.read(0.0)
+        return b"".join(adapter.read(2.0 * (i + 1) / reads) for i in range(reads))
+
+    assert run(1, 1) == run(1, 7) == run(1, 200)
+    assert len(run(1, 1)) == 2000
+    assert run(1, 1) != run(2, 1)
+
+
+def test_endless_output_after_a_long_gap_is_bounded():
+    # A caller that reads once a day gets the last 64 KiB, not 86 MB.
+    adapter = elm(Elm327Quirks(endless_garbage=True))
+    adapter.read(0.0)
+    assert len(adapter.read(86_400.0)) == 65_536
+    assert len(adapter.read(86_400.0 + 1.5)) == 4000
+
+
+def test_endless_line_answers_until_atma_then_never_ends():
+    adapter = elm(Elm327Quirks(endless_line=True, throughput=SLOW))
+    setup = talk(adapter, b"ATE0\rATH1\rATMA\r", now=0.0) + adapter.read(1.0)
+    assert setup.startswith(b"ATE0\rOK\r\r>OK\r\r>")
+    assert adapter.monitoring
+    line = setup[len(b"ATE0\rOK\r\r>OK\r\r>") :] + adapter.read(5.0)
+    # From when the answers before it have left (15 bytes at 1 byte a millisecond) to 5 s.
+    assert len(line) == 4985
+    assert set(line) <= set(b"0123456789ABCDEF ")
+    assert b"\r" not in line
+    assert b">" not in line
+
+
+def test_endless_line_cannot_be_stopped_and_shows_no_frame():
+    adapter = monitoring(quirks=Elm327Quirks(endless_line=True, throughput=SLOW))
+    adapter.read(1.0)
+    adapter.write(b"y", now=1.0)  # would stop any other monitor
+    adapter.bus_frame(*BATTERY, now=1.5)
+    out = talk(adapter, b"ATZ\r", now=2.0) + adapter.read(3.0)
+    assert adapter.monitoring
+    assert len(out) == 2000
+    assert b"\r" not in out
+    assert b"STOPPED" not in out
+    assert b"ELM327" not in out
+    assert adapter.stats.frames_shown == 0
+    assert adapter.stats.input_dropped == 5
+
+
+def test_endless_quirks_need_a_finite_throughput():
+    with pytest.raises(ValueError, match="finite"):
+        Elm327Quirks(endless_garbage=True, throughput=math.inf)
+    with pytest.raises(ValueError, match="finite"):
+        Elm327Quirks(endless_line=True, throughput=math.inf)
+    with pytest.raises(ValueError, match="flood"):
+        Elm327Quirks(flood=-1.0)
+
+
+def _lines(out: bytes) -> list[bytes]:
+    return [line for line in out.split(b"\r") if line]
+
+
+def test_flood_shows_made_up_frames_at_its_rate_whatever_the_filter():
+    adapter = monitoring(
+        SETUP + b"ATCF500\rATCM700\r", quirks=Elm327Quirks(throughput=math.inf, flood=100)
+    )
+    adapter.bus_frame(*BATTERY, now=0.5)
+    out = adapter.read(1.0)
+    lines = _lines(out)
+    assert LINE_S1 in lines  # the car's frames are shown too
+    flooded = [line for line in lines if line != LINE_S1]
+    assert len(flooded) == 100 == adapter.stats.frames_flooded
+    ids = {int(line[:3], 16) for line in flooded}
+    known = {0x580, 0x581, 0x582, 0x593, 0x594, 0x710, 0x711, 0x712, 0x713, 0x714}
+    assert len(ids) > 50  # random IDs, all over the 11-bit range...
+    assert not ids & known  # ...none of them the AMI's
+    assert any(not 0x500 <= can_id <= 0x5FF for can_id in ids)  # the filter lets none pass
+    for line in flooded:  # frames as the monitor shows them: ID, then 0 to 8 bytes
+        head, *data = line.split(b" ")
+        assert len(head) == 3
+        assert len(data) <= 8
+        assert all(len(b) == 2 for b in data)
+        bytes.fromhex(b"".join(data).decode())
+    assert adapter.stats.frames_shown == 1  # the car's
+
+
+def test_no_flood_outside_monitoring():
+    adapter = elm(Elm327Quirks(throughput=math.inf, flood=100))
+    talk(adapter, b"ATE0\rATH1\rATCAF0\r")
+    assert adapter.read(5.0) == b""
+    talk(adapter, b"ATMA\r", now=5.0)
+    adapter.write(b"y", now=5.5)
+    assert adapter.read(10.0).endswith(b"STOPPED\r\r>")
+    assert adapter.stats.frames_flooded == 50
+    assert adapter.read(20.0) == b""
+
+
+def test_a_flood_beyond_the_link_ends_in_buffer_full_and_again_after_each_atma():
+    adapter = monitoring(quirks=Elm327Quirks(flood=1000))  # ~21 kB/s into a 2.7 kB/s link
+    out = adapter.read(2.0)
+    assert out.endswith(b"BUFFER FULL\r\r>")
+    assert adapter.stats.buffer_full == 1
+    assert not adapter.monitoring
+    talk(adapter, b"ATMA\r", now=2.0)
+    assert adapter.read(4.0).endswith(b"BUFFER FULL\r\r>")
+    assert adapter.stats.buffer_full == 2
+    # Of the 4,000 due, what the 512-byte buffer held (and what left while it filled), twice.
+    assert 40 < adapter.stats.frames_flooded < 200
+
+
+def test_flood_is_seeded():
+    def run(seed: int) -> bytes:
+        adapter = elm(Elm327Quirks(throughput=math.inf, flood=50), seed=seed)
+        talk(adapter, b"ATZ\r" + SETUP + b"ATMA\r")
+        return adapter.read(1.0)
+
+    assert run(3) == run(3)
+    assert run(3) != run(4)
+
+
+def test_garbage_prompts_off_keeps_prompt_like_bytes_out_of_the_garbage():
+    def junk(prompts: bool) -> set[int]:
+        adapter = elm(Elm327Quirks(throughput=math.inf, garbage=1.0, garbage_prompts=prompts))
+        out = talk(adapter, b"ATE0\r" + b"ATI\r" * 2000)
+        return {b for b in out if b >= 0x80}
+
+    assert junk(True) & {0xBE, 0xFE}
+    assert not junk(False) & {0xBE, 0xFE}
+    assert len(junk(False)) == 126
+
+
 # --- WiCAN slcan --------------------------------------------------------------------------
 
 
@@ -670,6 +821,7 @@ ELM_QUIRKS = st.builds(
     buffer_size=st.sampled_from([64, 512]),
     throughput=st.sampled_from([math.inf, BLE_THROUGHPUT, 2000.0]),
     never_prompts=st.booleans(),
+    flood=st.sampled_from([0.0, 300.0]),
 )
 
 
@@ -712,7 +864,14 @@ def test_slcan_output_does_not_depend_on_how_writes_are_split(session, errors, t
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.binary(max_size=64), max_size=20))
 def test_hostile_bytes_never_break_either_emulator(chunks):
-    adapters = (elm(Elm327Quirks(answer_delay=0.01)), wican(), wican(errors="lawicel"))
+    adapters = (
+        elm(Elm327Quirks(answer_delay=0.01)),
+        elm(Elm327Quirks(endless_garbage=True)),
+        elm(Elm327Quirks(endless_line=True)),
+        elm(Elm327Quirks(flood=500.0)),
+        wican(),
+        wican(errors="lawicel"),
+    )
     for adapter in adapters:
         for step, chunk in enumerate(chunks):
             adapter.write(chunk, step * 0.005)
