@@ -69,6 +69,8 @@ MARGIN = 0.9  # the target holds up to this share of the link's throughput
 MAIN_RATES = (10.0, 18.0)
 SWEEP_RATES = (10.0, 18.0, 20.0, 22.0, 23.0, 24.0, 25.0, 26.0, 28.0, 30.0, 40.0)
 DRAIN_TIMEOUT = 30.0
+POLL = 0.02  # seconds between two looks at the counters while draining
+SETTLE = 1.0  # seconds without a frame on a silent bus: the link has drained
 
 
 def line_bytes(dongle: str) -> tuple[int, int]:
@@ -149,23 +151,28 @@ async def measure(dongle: str, rate_hz: float, seconds: float, backend: str) -> 
 
                 source.notifications = timed  # type: ignore[method-assign]
                 readings = [0]
-                moved = [anyio.Event()]
 
                 async def consume() -> None:
                     async for _info in car.samples(buffer=100_000):
                         readings[0] += 1
-                        moved[0].set()
-                        moved[0] = anyio.Event()
 
                 async def wait_until(done: Callable[[], bool]) -> None:
-                    # Each batch of frames the library reads gives a reading (at most
-                    # one every 50 ms, a held-back one when the interval is over).
+                    # Polled: the last frames of a window may change no value, and
+                    # then no reading announces them (readings come on change).
                     with anyio.fail_after(DRAIN_TIMEOUT):
-                        while not done():
-                            await moved[0].wait()
+                        while not done():  # noqa: ASYNC110 - counters, no event to wait on
+                            await anyio.sleep(POLL)
+
+                last = [-1, 0.0]  # frames carried, and when that count last changed
 
                 def drained() -> bool:
-                    return car.stats.frames == shown()
+                    # Every frame the adapter got out has arrived; or, once it lost
+                    # some (a WiCAN's full queue cuts a line), nothing more has come
+                    # for SETTLE seconds of a silent bus: nothing is in flight.
+                    now, carried = time.monotonic(), car.stats.frames
+                    if carried != last[0]:
+                        last[:] = [carried, now]
+                    return carried == shown() or now - last[1] >= SETTLE
 
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(consume)

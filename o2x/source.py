@@ -36,6 +36,12 @@ class LinkCounters:
     seq_gaps: int = 0
     #: Whether the peer proved the vehicle's VIN (see ``VehicleStats``).
     identity_verified: bool = True
+    #: Unexpected exceptions of the Bluetooth backend, each a failed attempt.
+    backend_errors: int = 0
+    #: Times an OBD adapter's monitor was started again after it ended by itself.
+    adapter_restarts: int = 0
+    #: Of those, after the adapter's buffer overflowed (``BUFFER FULL``).
+    adapter_buffer_fulls: int = 0
 
 
 class SourceSink(Protocol):

@@ -121,6 +121,8 @@ class BleakLink:
         # decoder resynchronises and counts the damage) rather than memory.
         self._pending: deque[tuple[int, bytes]] = deque(maxlen=_MAX_PENDING)
         self._flush_scheduled = False
+        #: Unexpected exceptions the backend raised during a link's steps (_failed).
+        self.backend_errors = 0
 
     # --- scanning --------------------------------------------------------------------
 
@@ -183,11 +185,11 @@ class BleakLink:
         self._client = client
         try:
             await client.connect()
-        except (OSError, BleakError, TimeoutError) as exc:
+        except Exception as exc:
             self._client = None
             if self._system and isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
                 raise self._unavailable("connect", exc) from exc
-            raise ConnectionFailed(f"could not connect to {address}: {_describe(exc)}") from exc
+            raise self._failed(f"could not connect to {address}", exc) from exc
         return generation
 
     async def read_identity(self) -> bytes:
@@ -196,10 +198,8 @@ class BleakLink:
         try:
             async with asyncio.timeout(GATT_TIMEOUT):
                 return bytes(await client.read_gatt_char(IDENTITY_UUID))
-        except (OSError, BleakError, TimeoutError) as exc:
-            raise ConnectionFailed(
-                f"could not read the dongle's identity: {_describe(exc)}"
-            ) from exc
+        except Exception as exc:
+            raise self._failed("could not read the dongle's identity", exc) from exc
 
     async def subscribe(self) -> None:
         """Enable telemetry notifications; bytes go to the sink from now on."""
@@ -210,8 +210,8 @@ class BleakLink:
                 await client.start_notify(
                     TELEMETRY_UUID, lambda _, data: self._received(generation, data)
                 )
-        except (OSError, BleakError, TimeoutError) as exc:
-            raise ConnectionFailed(f"could not subscribe to telemetry: {_describe(exc)}") from exc
+        except Exception as exc:
+            raise self._failed("could not subscribe to telemetry", exc) from exc
 
     async def open_pipe(self, address: str) -> AdapterLayout:
         """Open a connected OBD adapter's serial pipe: its output goes to the sink as
@@ -226,7 +226,8 @@ class BleakLink:
                 async with asyncio.timeout(GATT_TIMEOUT):
                     raw = await client.read_gatt_char(_MODEL_NUMBER)
                 model = bytes(raw).decode("utf-8", "replace").strip("\x00 ")
-            except (OSError, BleakError, TimeoutError) as exc:
+            except Exception as exc:  # the layout is then chosen without it
+                self._failed(f"reading the model number of {address}", exc)
                 _log.debug("reading the model number of %s failed: %s", address, exc)
         layout = choose_layout(services, local_name=self._names.get(address), model=model)
         if layout is None:
@@ -247,10 +248,8 @@ class BleakLink:
                 await client.start_notify(
                     layout.notify, lambda _, data: self._received(generation, data)
                 )
-        except (OSError, BleakError, TimeoutError) as exc:
-            raise ConnectionFailed(
-                f"could not subscribe to the adapter's output: {_describe(exc)}"
-            ) from exc
+        except Exception as exc:
+            raise self._failed("could not subscribe to the adapter's output", exc) from exc
         return layout
 
     async def _pair(self, client: BleakClient, address: str) -> None:
@@ -263,7 +262,8 @@ class BleakLink:
                 await client.pair(passkey=passkey)
         except NotImplementedError:
             return  # macOS pairs by itself at the first access that needs it
-        except (OSError, BleakError, TimeoutError) as exc:
+        except Exception as exc:
+            self._failed(f"pairing with {address}", exc)  # logged if unexpected
             raise ConnectionFailed(
                 f"could not pair with the adapter at {address} ({_describe(exc)}): its "
                 f"passkey is {passkey} unless it was changed in the adapter's settings; "
@@ -284,8 +284,8 @@ class BleakLink:
                     await client.write_gatt_char(
                         characteristic, data[start : start + size], response=response
                     )
-        except (OSError, BleakError, TimeoutError) as exc:
-            raise ConnectionFailed(f"could not write to the adapter: {_describe(exc)}") from exc
+        except Exception as exc:
+            raise self._failed("could not write to the adapter", exc) from exc
 
     async def disconnect(self) -> None:
         """Tear the current link down, if any. Never raises; bounded in time."""
@@ -297,7 +297,8 @@ class BleakLink:
         try:
             async with asyncio.timeout(DISCONNECT_TIMEOUT):
                 await client.disconnect()
-        except (OSError, BleakError, TimeoutError) as exc:
+        except Exception as exc:  # it never raises: the link is given up either way
+            self._failed("disconnecting", exc)  # logged if unexpected
             _log.debug("disconnecting failed: %s", exc)
 
     async def close(self) -> None:
@@ -354,6 +355,25 @@ class BleakLink:
                 self._portal.to_caller_soon(self._lost, generation)
                 return
         self._sink.link_lost(generation)
+
+    def _failed(self, what: str, exc: Exception) -> ConnectionFailed:
+        """``exc``, raised by the backend while it did ``what``, as a failed attempt.
+
+        bleak's documented failures (``BleakError``, ``OSError``, ``TimeoutError``)
+        are plain failed attempts. Anything else is a backend's bug, or a failure no
+        one has met yet: it is logged with its traceback and counted
+        (``backend_errors``), and it too fails only the attempt, so that the vehicle
+        tries again rather than the user's ``async with`` ending with it.
+        """
+        if not isinstance(exc, OSError | BleakError | TimeoutError):
+            self.backend_errors += 1
+            _log.error(
+                "the Bluetooth backend raised an unexpected error (%s): %s",
+                what,
+                _describe(exc),
+                exc_info=exc,
+            )
+        return ConnectionFailed(f"{what}: {_describe(exc)}")
 
     def _unavailable(self, what: str, exc: BaseException) -> Exception:
         if not self._system:

@@ -139,6 +139,15 @@ class VehicleStats:
     #: Whether the peer proved the vehicle's VIN (a CAN bus that broadcasts no VIN
     #: cannot: the ``vin=`` given is then taken on trust).
     identity_verified: bool = True
+    #: Exceptions the Bluetooth backend raised that bleak does not document, during a
+    #: link's set-up or teardown: each is logged with its traceback (logger
+    #: ``o2x.transport``) and taken as a failed attempt.
+    backend_errors: int = 0
+    #: Times an OBD adapter's monitor (``ATMA``) was started again after it ended by
+    #: itself, over every link; and of those, after ``BUFFER FULL`` (the adapter could
+    #: not get the bus's frames out as fast as they came: docs/obd.md, section 4.3).
+    adapter_restarts: int = 0
+    adapter_buffer_fulls: int = 0
 
 
 class _Closed:
@@ -456,6 +465,9 @@ class O2XVehicle:
             reconnects=self._machine.reconnects if self._machine is not None else 0,
             identity_verified=(counters.identity_verified if counters else True)
             and (self._machine.identity_verified if self._machine is not None else True),
+            backend_errors=counters.backend_errors if counters else 0,
+            adapter_restarts=counters.adapter_restarts if counters else 0,
+            adapter_buffer_fulls=counters.adapter_buffer_fulls if counters else 0,
         )
 
     def samples(self, *, buffer: int = 256) -> Stream[VehicleInfo]:

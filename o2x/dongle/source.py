@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import attrs
 from anyio import CancelScope
 from anyio.abc import TaskGroup
 
@@ -19,6 +20,7 @@ from .._aio import AsyncioPortal
 from ..can.bus import AmiBus
 from ..errors import ConnectionFailed, FrameError
 from ..model import VehicleInfo
+from ..obd.elm327 import Elm327Stats
 from ..obd.layouts import DEFAULT_PASSKEY, AdapterLayout
 from ..obd.link import AdapterLink
 from ..source import LinkCounters, Received, SourceSink, WallClock
@@ -78,6 +80,8 @@ class DongleSource:
         self._task_group: TaskGroup | None = None
         #: The layout of the adapter of the current link (None for an O2X dongle).
         self.layout: AdapterLayout | None = None
+        # The adapter sessions' restarts and BUFFER FULLs, of the links that ended.
+        self._restarts = self._buffer_fulls = 0
 
     # --- Source -------------------------------------------------------------------------
 
@@ -126,6 +130,9 @@ class DongleSource:
         await self._portal.run(self._link.write, data)
 
     def _stop_adapter(self) -> None:
+        restarts, buffer_fulls = _session_counts(self._adapter)  # join the totals
+        self._restarts += restarts
+        self._buffer_fulls += buffer_fulls
         if self._adapter_scope is not None:
             self._adapter_scope.cancel()
         self._adapter = self._adapter_scope = self.layout = None
@@ -182,13 +189,25 @@ class DongleSource:
             await self._portal.run(self._link.close)
 
     def counters(self) -> LinkCounters:
+        restarts, buffer_fulls = _session_counts(self._adapter)  # the current link's
+        restarts += self._restarts
+        buffer_fulls += self._buffer_fulls
+        common = attrs.evolve(
+            LinkCounters(),
+            backend_errors=self._link.backend_errors,
+            adapter_restarts=restarts,
+            adapter_buffer_fulls=buffer_fulls,
+        )
         if self._ami is not None:
             a = self._ami[1].stats
-            return LinkCounters(
-                frames=a.frames, invalid_frames=a.bad_lengths + a.extended_ids + a.out_of_range
+            return attrs.evolve(
+                common,
+                frames=a.frames,
+                invalid_frames=a.bad_lengths + a.extended_ids + a.out_of_range,
             )
         d = self.decoder.stats
-        return LinkCounters(
+        return attrs.evolve(
+            common,
             frames=d.frames,
             crc_errors=d.crc_errors,
             invalid_frames=d.invalid_frames,
@@ -241,3 +260,14 @@ class DongleSource:
                     append(None)
         if items:
             self._sink.received(items)
+
+
+def _session_counts(link: AdapterLink | None) -> tuple[int, int]:
+    """An adapter session's restarts of its monitor, and of those after BUFFER FULL
+    (an ELM327's; a WiCAN's SLCAN channel is opened once)."""
+    if link is None:
+        return 0, 0
+    stats = link.session.stats
+    if isinstance(stats, Elm327Stats):
+        return stats.restarts, stats.buffer_fulls
+    return 0, 0

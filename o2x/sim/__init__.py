@@ -10,7 +10,7 @@ from __future__ import annotations
 from ._bleak_backend import VirtualBleakClient, VirtualBleakScanner
 from .model import InfoValues, Phase, VehicleModel
 from .radio import VirtualRadio
-from .vehicle import Fault, LogKind, LogRecord, SimulatedVehicle
+from .vehicle import Fault, LogKind, LogRecord, SetupStep, SimulatedVehicle
 
 __all__ = [
     "Fault",
@@ -18,6 +18,7 @@ __all__ = [
     "LogKind",
     "LogRecord",
     "Phase",
+    "SetupStep",
     "SimulatedVehicle",
     "VehicleModel",
     "VirtualBleakClient",

@@ -88,6 +88,8 @@ class AdapterDongle:
         self.notification_size = notification_size
         self.notifications_sent = 0
         self.bytes_written = 0
+        #: Called at each write to the pipe; True drops it (the link is going).
+        self.on_write: Callable[[], bool] = lambda: False
         self._pipe: Any = None
         self._notify: Callable[[bytes], None] | None = None
 
@@ -148,6 +150,8 @@ class AdapterDongle:
         if self.passkey is not None and not (connection.is_encrypted and connection.authenticated):
             # [W]: the pipe's permissions ask for an authenticated (MITM) link.
             raise att.ATT_Error(att.ErrorCode.INSUFFICIENT_AUTHENTICATION)
+        if self.on_write():
+            return  # the link is being dropped: the adapter never sees it
         self.bytes_written += len(value)
         self.emulator.write(bytes(value), asyncio.get_running_loop().time())
         self.pump()

@@ -167,6 +167,9 @@ class VirtualBleakClient(BaseBleakClient):
         )
         self._connection: Any = None
         self._peer: Any = None
+        # Done when the current connection goes: a GATT operation in flight then
+        # fails at once (see _gatt).
+        self._gone: asyncio.Future[None] | None = None
         self._subscribers: dict[int, Callable[[bytes], None]] = {}
         self._unregister_close: Callable[[], None] | None = None
 
@@ -214,13 +217,14 @@ class VirtualBleakClient(BaseBleakClient):
             # was terminated before we could even watch it.
             raise BleakError(f"{self.address} terminated the connection at once")
         self._connection = connection
-        self._peer = Peer(connection)
+        self._peer = peer = Peer(connection)
+        self._gone = asyncio.get_running_loop().create_future()
         connection.on(connection.EVENT_DISCONNECTION, self._on_disconnection)
         self._unregister_close = self._air.on_close(self.disconnect)
         try:
             async with asyncio.timeout_at(deadline):
-                await self._gatt("MTU exchange", self._peer.request_mtu(self._air.mtu))
-                self.services = await self._discover()
+                await self._gatt("MTU exchange", peer.request_mtu(self._air.mtu))
+                self.services = await self._discover(peer)
         except BaseException:
             await asyncio.shield(self._drop_quietly())
             raise
@@ -270,8 +274,9 @@ class VirtualBleakClient(BaseBleakClient):
         except core.BaseBumbleError:
             logger.debug("dropping a connection nobody owns failed", exc_info=True)
 
-    async def _discover(self) -> BleakGATTServiceCollection:
-        peer = self._peer
+    async def _discover(self, peer: Any) -> BleakGATTServiceCollection:
+        # ``peer`` is the connection's, passed in: self._peer is cleared the moment
+        # the link drops, which may be between two of these steps.
         collection = BleakGATTServiceCollection()
         for service in await self._gatt("service discovery", peer.discover_services()):
             service_uuid = _uuid_str(service.uuid)
@@ -312,6 +317,8 @@ class VirtualBleakClient(BaseBleakClient):
         logger.debug("disconnected from %s, reason 0x%02X", self.address, reason)
         self._connection = None
         self._peer = None
+        if self._gone is not None and not self._gone.done():
+            self._gone.set_result(None)
         self._subscribers.clear()
         self.services = None
         if self._unregister_close is not None:
@@ -363,15 +370,35 @@ class VirtualBleakClient(BaseBleakClient):
     # --- GATT ------------------------------------------------------------------------
 
     async def _gatt(self, what: str, operation: Awaitable[_T]) -> _T:
-        """Await a Bumble GATT operation, translating its failures into bleak's errors."""
+        """Await a Bumble GATT operation, translating its failures into bleak's errors.
+
+        A link that drops meanwhile fails it at once: Bumble may have sent the
+        request to a connection already gone ("connection ... not found") and would
+        wait for its response until its 30 s GATT timeout. The operation is then
+        abandoned; its client belonged to the connection that went, so no later
+        response can be taken for another request's.
+        """
+        gone = self._gone
+        task = asyncio.ensure_future(operation)
+        if gone is None or gone.done():
+            _abandon(task)
+            raise BleakError(f"{what} failed: {self.address} is not connected")
         try:
-            return await uninterruptible(operation)
+            # Not cut short by the caller's cancellation (see uninterruptible).
+            await _first_of(task, gone)
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise
-            # Not our cancellation: Bumble cancels the pending ATT response when the
-            # link drops.
+            if not task.done() and not gone.done():
+                await _first_of(task, gone)
+            _abandon(task)
+            raise
+        if not task.done():
+            _abandon(task)
+            raise BleakError(f"{what} failed: {self.address} disconnected")
+        try:
+            return task.result()
+        except asyncio.CancelledError:
+            # The operation's, not ours (that one was caught above): Bumble cancels
+            # the pending ATT response when the link drops.
             raise BleakError(f"{what} failed: {self.address} disconnected") from None
         except att.ATT_Error as exc:
             raise BleakGATTProtocolError(exc.error_code) from exc
@@ -447,3 +474,20 @@ class VirtualBleakClient(BaseBleakClient):
         if subscriber is None:
             return
         await self._gatt("unsubscribe", peer.unsubscribe(characteristic.obj, subscriber))
+
+
+async def _first_of(task: asyncio.Future[Any], gone: asyncio.Future[None]) -> None:
+    """Wait until ``task`` is done or the link ``gone``; neither is cancelled."""
+    futures: set[asyncio.Future[Any]] = {task, gone}
+    await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+
+
+def _abandon(task: asyncio.Future[Any]) -> None:
+    """Let ``task`` go: cancelled if still running, its outcome retrieved once done."""
+
+    def retrieve(done: asyncio.Future[Any]) -> None:
+        if not done.cancelled():
+            done.exception()
+
+    task.cancel()
+    task.add_done_callback(retrieve)

@@ -97,6 +97,22 @@ class Fault(enum.StrEnum):
     OUT_OF_RANGE = "out_of_range"
     BACK_IN_RANGE = "back_in_range"
     NOTIFICATION_SIZE = "notification_size"
+    DROP_DURING_SETUP = "drop_during_setup"
+    """A link dropped at a step of its set-up (``details["step"]``, a :class:`SetupStep`)."""
+
+
+class SetupStep(enum.StrEnum):
+    """Where :meth:`SimulatedVehicle.drop_during_setup` drops the next link."""
+
+    CONNECT = "connect"
+    """The moment the central connects: its MTU exchange and service discovery fail."""
+    IDENTITY = "identity"
+    """When the central reads the identity characteristic (an O2X dongle's)."""
+    SUBSCRIBE = "subscribe"
+    """When the central turns notifications on, before any data flows."""
+    COMMAND = "command"
+    """When the central next writes to the pipe (an OBD adapter's): armed between
+    links, its first command (the ELM327's ``ATZ``, the WiCAN's ``C``)."""
 
 
 @attrs.frozen
@@ -179,6 +195,7 @@ class SimulatedVehicle:
         passkey: str | None = "123456",
         bus_vin: str | None = None,
         wican_protocol: str = "slcan",
+        address: str | None = None,
     ) -> None:
         if not 0 < rate_hz <= MAX_RATE_HZ:
             raise ValueError(f"rate_hz must be above 0 and at most {MAX_RATE_HZ}, not {rate_hz}")
@@ -212,8 +229,13 @@ class SimulatedVehicle:
             battery_soc=battery_soc,
             total_odometer=total_odometer,
         )
-        #: Bluetooth address of the dongle (random static, derived from the VIN).
-        self.address: Final = address_for(self.vin if dongle == "o2x" else f"{self.vin}/{dongle}")
+        #: Bluetooth address of the dongle (random static; by default derived from the
+        #: VIN, so that an impostor beside the real car needs one of its own).
+        self.address: Final = (
+            address_for(self.vin if dongle == "o2x" else f"{self.vin}/{dongle}")
+            if address is None
+            else _random_static(address)
+        )
         #: The OBD adapter in the car's port, if that is the dongle.
         self.adapter: Final = (
             None
@@ -227,6 +249,8 @@ class SimulatedVehicle:
                 protocol=wican_protocol if dongle == "wican" else None,
             )
         )
+        if self.adapter is not None:
+            self.adapter.on_write = lambda: self._setup_step(SetupStep.COMMAND)
         #: The local name in the scan response.
         self.local_name: Final = (
             local_name_for(self.vin) if self.adapter is None else self.adapter.local_name
@@ -272,6 +296,8 @@ class SimulatedVehicle:
         self._advertising_lock: asyncio.Lock | None = None
         self._detaching = False
         self._link_changed: asyncio.Event | None = None
+        # The set-up step at which the next link is dropped (drop_during_setup).
+        self._drop_at: SetupStep | None = None
 
     def __repr__(self) -> str:
         return f"<SimulatedVehicle {self.vin} at {self.address}>"
@@ -413,6 +439,24 @@ class SimulatedVehicle:
         if size is not None and size < 1:
             raise ValueError(f"a notification holds at least 1 byte, not {size}")
         await call_sync(self._portal, self._set_notification_size, size)
+
+    async def drop_during_setup(self, step: SetupStep | str) -> None:
+        """Drop the next link when the central reaches ``step`` of setting it up.
+
+        Once: the link after it is left alone. ``identity`` is an O2X dongle's step
+        and ``command`` an OBD adapter's (``ValueError`` otherwise). Logged as a
+        ``DROP_DURING_SETUP`` fault when it happens, with the step.
+        """
+        step = SetupStep(step)
+        if step is SetupStep.IDENTITY and self.adapter is not None:
+            raise ValueError("an OBD adapter has no identity characteristic: no identity step")
+        if step is SetupStep.COMMAND and self.adapter is None:
+            raise ValueError("an O2X dongle takes no commands: no command step")
+        await call_sync(self._portal, self._arm_drop, step)
+
+    async def wait_connected(self) -> None:
+        """Wait until a central is connected (wrap in a timeout)."""
+        await call_async(self._portal, self._wait_connected)
 
     async def wait_subscribed(self) -> None:
         """Wait until a central has subscribed to telemetry (wrap in a timeout)."""
@@ -597,6 +641,23 @@ class SimulatedVehicle:
         await uninterruptible(connection.disconnect(_REASON_USER))
         return True
 
+    def _arm_drop(self, step: SetupStep) -> None:
+        self._drop_at = step
+
+    def _setup_step(self, step: SetupStep) -> bool:
+        """The central reached ``step``: drop the link if that was asked for (then True)."""
+        if self._drop_at is not step or self._connection is None:
+            return False
+        self._drop_at = None
+        connection = self._connection
+        self._fault(Fault.DROP_DURING_SETUP, step=step.value)
+        task = asyncio.get_running_loop().create_task(
+            uninterruptible(connection.disconnect(_REASON_USER))
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
     def _go_silent(self, seconds: float) -> None:
         self._silent_until = time.monotonic() + seconds
         if self.adapter is None:
@@ -621,6 +682,13 @@ class SimulatedVehicle:
     def _set_notification_size(self, size: int | None) -> None:
         self._notification_size = size
         self._fault(Fault.NOTIFICATION_SIZE, size=size)
+
+    async def _wait_connected(self) -> None:
+        while self._connection is None:
+            event = self._link_changed
+            if event is None:
+                raise RuntimeError(f"{self!r} is not on a radio")
+            await event.wait()
 
     async def _wait_link(self, want_subscribed: bool) -> None:
         def reached() -> bool:
@@ -708,6 +776,7 @@ class SimulatedVehicle:
         )
 
     def _read_identity(self, _connection: object) -> bytes:
+        self._setup_step(SetupStep.IDENTITY)  # answered all the same: the drop races it
         return self._identity
 
     async def _detach(self) -> None:
@@ -781,6 +850,7 @@ class SimulatedVehicle:
             lambda reason: self._on_disconnection(connection, reason),
         )
         self._signal_link_change()
+        self._setup_step(SetupStep.CONNECT)
 
     def _on_disconnection(self, connection: Any, reason: int) -> None:
         if self._connection is not connection:
@@ -799,6 +869,8 @@ class SimulatedVehicle:
     ) -> None:
         if characteristic is not self._telemetry or connection is not self._connection:
             return
+        if notify and self._setup_step(SetupStep.SUBSCRIBE):
+            return  # dropped before any data flows
         was_subscribed, self._subscribed = self._subscribed, bool(notify)
         self._signal_link_change()
         if self.adapter is not None:
@@ -816,3 +888,19 @@ class SimulatedVehicle:
             # A dongle starts streaming with the current values at once.
             self._reset_stream()
             self._send_current()
+
+
+def _random_static(address: str) -> str:
+    """``address`` checked to be a random static Bluetooth address, in upper case."""
+    text = address.upper()
+    parts = text.split(":")
+    if len(parts) != 6 or not all(
+        len(p) == 2 and all(c in "0123456789ABCDEF" for c in p) for p in parts
+    ):
+        raise ValueError(f"address must be six hex bytes as AA:BB:CC:DD:EE:FF, not {address!r}")
+    if int(parts[0], 16) & 0xC0 != 0xC0:
+        raise ValueError(
+            f"a simulated dongle's address is random static: its first byte is C0 to FF, "
+            f"not {parts[0]} ({address})"
+        )
+    return text
