@@ -22,6 +22,7 @@ from ._common import (
     ExitCode,
     check_vin,
     consoles,
+    pipe_closed_quietly,
     remembered,
     run,
     simulation,
@@ -210,7 +211,17 @@ def _target(
     return Target(wanted, previous, timeout, sim, backend, adapter=pinned, passkey=passkey)
 
 
+class _Commands(click.Group):
+    """The command group: every command ends quietly when its output's reader stops
+    reading (``o2x watch ... | head -1``), as a program killed by SIGPIPE would."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with pipe_closed_quietly():
+            return super().invoke(ctx)
+
+
 @click.group(
+    cls=_Commands,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EXIT_CODES_HELP,
 )
