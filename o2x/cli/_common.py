@@ -233,11 +233,23 @@ def _silence_broken_streams() -> None:
 # --- running -------------------------------------------------------------------------
 
 
+class Interruption:
+    """The line a command leaves on stderr when Ctrl-C stops it. The command changes
+    it as it goes, so that it says what had been done by then (a vehicle connected
+    to, or only looked for); a callable is read at that moment."""
+
+    def __init__(self, message: str | Callable[[], str]) -> None:
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message() if callable(self.message) else self.message
+
+
 def run(
     fn: Callable[[], Awaitable[None]],
     *,
     backend: str = "asyncio",
-    on_interrupt: str | None = None,
+    on_interrupt: str | Interruption | None = None,
     err: Console | None = None,
 ) -> None:
     """Run ``fn`` on ``backend``, turning library errors into :class:`Failure`.
@@ -264,11 +276,11 @@ def run(
         if translated is exc:
             raise
         if isinstance(translated, click.exceptions.Exit) and on_interrupt and err:
-            err.print(on_interrupt)
+            err.print(str(on_interrupt))
         raise translated from None
     if received:
         if on_interrupt and err:
-            err.print(on_interrupt)
+            err.print(str(on_interrupt))
         raise click.exceptions.Exit(128 + received[0])
 
 
