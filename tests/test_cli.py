@@ -3,6 +3,7 @@ Bluetooth, and on capture files."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -123,6 +124,34 @@ def test_watch_streams_sdk_json_and_remembers_the_vehicle(backend, state_dir):
     assert again.stdout.count("\n") == 1
     assert "parked" in again.stdout
     assert f"Connected to {VIN}" in again.stderr
+
+
+def test_watch_count_counts_the_messages_of_the_reception(state_dir):
+    # Status: the status and each change of it, however many readings come between
+    # (at 10,000x the simulated car changes status within a second).
+    statuses = o2x("watch", VIN, "--simulate", "--sim-speed", "10000", "--count", "3", "--json")
+    assert statuses.exit_code == 0, statuses.stderr
+    lines = json_lines(statuses.stdout)
+    readings = [line for line in lines if line["api"] == "pims.vehicle.informations"]
+    assert [line["reception"] for line in readings] == ["status"] * 3
+    shown = [line["result"]["status"] for line in readings]
+    assert all(a != b for a, b in itertools.pairwise(shown)), shown
+    # Information: readings; and each says, on connecting, what it waits for.
+    text = o2x("watch", VIN, "--simulate", "--count", "4", "--reception", "information")
+    assert text.exit_code == 0, text.stderr
+    assert text.stdout.count("\n") == 4
+    assert "stopping after 4 readings." in text.stderr
+    status = o2x("watch", VIN, "--simulate", "--count", "1", "--duration", "30")
+    assert status.exit_code == 0, status.stderr
+    assert "stopping after 1 status or 30 s." in status.stderr
+
+
+def test_watch_help_says_what_count_counts():
+    help_text = " ".join(o2x("watch", "--help").stdout.split())
+    assert "Stop after N messages of the reception (exit 0): N readings with information;" in (
+        help_text
+    )
+    assert "with status, N statuses: the first, then each change" in help_text
 
 
 def test_watch_stops_cleanly_on_ctrl_c(state_dir):

@@ -322,7 +322,12 @@ def scan(
 )
 @_timeout_option
 @click.option(
-    "--count", type=click.IntRange(min=1), metavar="N", help="Stop after N readings (exit 0)."
+    "--count",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Stop after N messages of the reception (exit 0): N readings with information; "
+    "with status, N statuses: the first, then each change (a parked car may make none "
+    "for hours). Events are not counted.",
 )
 @click.option(
     "--duration",

@@ -339,6 +339,21 @@ async def _report_events(
 # --- watch ---------------------------------------------------------------------------
 
 
+def _until(reception: str, count: int | None, duration: float | None) -> str:
+    """When ``watch`` stops, as said on connecting."""
+    limits = []
+    if count is not None:
+        what = "reading" if reception == "information" else "status"
+        plural = "" if count == 1 else "es" if what == "status" else "s"
+        changes = f" (the status, then {count - 1} changes of it)" if what == "status" else ""
+        limits.append(f"{count} {what}{plural}{changes if count > 1 else ''}")
+    if duration is not None:
+        limits.append(f"{duration:g} s")
+    if not limits:
+        return "press Ctrl-C to stop"
+    return "stopping after " + " or ".join(limits)
+
+
 async def watch(
     out: Console,
     err: Console,
@@ -355,8 +370,9 @@ async def watch(
         if stopped is not None:
             stopped.message = "Stopped; the vehicle was disconnected."
         if not json_mode:
-            until = "press Ctrl-C to stop" if count is None and duration is None else "streaming"
-            err.print(f"Connected to {car.vin} at {car.address}; {until}.")
+            err.print(
+                f"Connected to {car.vin} at {car.address}; {_until(reception, count, duration)}."
+            )
             if not car.stats.identity_verified:
                 err.print(
                     f"[yellow]The dongle's car names no VIN on its bus: {car.vin} is taken "
