@@ -476,7 +476,7 @@ def reading_text(info: VehicleInfo) -> Text:
         when = "full in" if live is not None else "charging in"
         text.append(f"  {when} {_measure(data.charge_delay)}")
     if live is not None:
-        text.append(_live_text(live))
+        text.append(live_text(live))
     alerts = None if info.current_alert is None else info.current_alert.active()
     text.append("  alerts: ")
     if alerts is None:
@@ -488,7 +488,7 @@ def reading_text(info: VehicleInfo) -> Text:
     return text
 
 
-def _live_text(live: LiveData) -> str:
+def live_text(live: LiveData) -> str:
     """What the SDK's shape has no field for (CAN sources), known parts only."""
     parts = []
     if live.speed is not None:

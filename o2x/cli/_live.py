@@ -17,8 +17,9 @@ from bleak import BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.panel import Panel
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
@@ -49,6 +50,7 @@ from ._common import (
     state_dir,
     write_line,
 )
+from ._screen import live_screen, vehicle_grid
 
 #: The SDK's default scan timeout, in seconds.
 DEFAULT_SCAN_TIMEOUT: Final = 60.0
@@ -316,7 +318,11 @@ def _clock(info: VehicleInfo) -> str:
 
 
 async def _report_events(
-    car: O2XVehicle, events: Stream[Event], out: Console, json_mode: bool
+    car: O2XVehicle,
+    events: Stream[Event],
+    out: Console,
+    json_mode: bool,
+    screen: _WatchScreen | None = None,
 ) -> None:
     async for event in events:
         if json_mode:
@@ -324,7 +330,11 @@ async def _report_events(
             continue
         stamp = event.at.astimezone().strftime("%H:%M:%S")
         out.print(Text(f"{stamp}  ") + event_text(event))
+        if screen is not None:
+            screen.events += 1
         if event.kind is EventKind.DISCONNECTED:
+            if screen is not None:
+                screen.link = "lost, waiting for the car"
             # The first reading after a loss comes from the new link.
             async with car.samples(buffer=1) as after:
                 async for _ in after:
@@ -333,6 +343,8 @@ async def _report_events(
                         + Text("reconnected", style="bold green")
                         + Text(f"  to {car.address}; readings resume")
                     )
+                    if screen is not None:
+                        screen.link = f"connected ({car.address})"
                     break
 
 
@@ -354,6 +366,35 @@ def _until(reception: str, count: int | None, duration: float | None) -> str:
     return "stopping after " + " or ".join(limits)
 
 
+class _WatchScreen:
+    """``watch`` on a terminal: the last reading, updated in place below what scrolls."""
+
+    def __init__(self, car: O2XVehicle, reception: str) -> None:
+        self.car = car
+        self.reception = reception
+        self.link = f"connected ({car.address})"
+        self.shown = 0
+        self.events = 0
+
+    def render(self) -> RenderableType:
+        car = self.car
+        info = car.latest
+        stats = car.stats
+        shown = "readings" if self.reception == "information" else "statuses"
+        footer = (
+            f"{shown} shown {self.shown} · events {self.events} · frames {stats.frames}"
+            f" · reconnects {stats.reconnects}"
+        )
+        title = f"{car.vin}, as o2x reports it" + ("" if info is None else f" at {_clock(info)}")
+        panel = Panel(
+            vehicle_grid(info, self.link, with_live=True),
+            title=title,
+            title_align="left",
+            expand=False,
+        )
+        return Group(panel, Text(f" {footer}", style="dim"))
+
+
 async def watch(
     out: Console,
     err: Console,
@@ -365,14 +406,16 @@ async def watch(
     duration: float | None,
     stopped: Interruption | None = None,
 ) -> None:
-    """Print readings (every one, or status changes) and events until told to stop."""
+    """Print readings (every one, or status changes) and events until told to stop.
+
+    On a terminal, the last reading is also shown below them, updated in place.
+    """
     async with connected(O2XVehicle, target, err, stopped=stopped) as car:
         if stopped is not None:
             stopped.message = "Stopped; the vehicle was disconnected."
         if not json_mode:
-            err.print(
-                f"Connected to {car.vin} at {car.address}; {_until(reception, count, duration)}."
-            )
+            until = _until(reception, count, duration)
+            err.print(f"Connected to {car.vin} at {car.address}; {until}.")
             if not car.stats.identity_verified:
                 err.print(
                     f"[yellow]The dongle's car names no VIN on its bus: {car.vin} is taken "
@@ -380,19 +423,25 @@ async def watch(
                 )
         readings = car.samples() if reception == "information" else car.status_changes()
         events = car.events()
-        shown = 0
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_report_events, car, events, out, json_mode)
-            with anyio.move_on_after(duration if duration is not None else math.inf):
-                async for info in readings:
-                    if json_mode:
-                        write_line(sample_json(info, reception))
-                    else:
-                        out.print(Text(f"{_clock(info)}  ") + reading_text(info))
-                    shown += 1
-                    if count is not None and shown >= count:
-                        break
-            tg.cancel_scope.cancel()
+        screen = _WatchScreen(car, reception) if out.is_terminal and not json_mode else None
+        async with AsyncExitStack() as stack:
+            if screen is not None:
+                await stack.enter_async_context(live_screen(out, screen.render))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_report_events, car, events, out, json_mode, screen)
+                with anyio.move_on_after(duration if duration is not None else math.inf):
+                    shown = 0
+                    async for info in readings:
+                        if json_mode:
+                            write_line(sample_json(info, reception))
+                        else:
+                            out.print(Text(f"{_clock(info)}  ") + reading_text(info))
+                        shown += 1
+                        if screen is not None:
+                            screen.shown = shown
+                        if count is not None and shown >= count:
+                            break
+                tg.cancel_scope.cancel()
 
 
 # --- record --------------------------------------------------------------------------
