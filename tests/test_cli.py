@@ -3,8 +3,11 @@ Bluetooth, and on capture files."""
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -15,9 +18,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from rich.console import Console
 
 from o2x import VehicleStatus
 from o2x.cli import cli
+from o2x.cli._common import Simulation
+from o2x.cli._live import Target, watch
 from o2x.sdk import from_sdk
 from o2x.sim import VirtualRadio
 
@@ -123,6 +129,77 @@ def test_watch_streams_sdk_json_and_remembers_the_vehicle(backend, state_dir):
     assert again.stdout.count("\n") == 1
     assert "parked" in again.stdout
     assert f"Connected to {VIN}" in again.stderr
+
+
+def on_a_terminal() -> tuple[Console, io.StringIO]:
+    """A console that takes itself for a terminal, as the CLI's own does on one."""
+    screen = io.StringIO()
+    return Console(file=screen, force_terminal=True, width=100, highlight=False), screen
+
+
+def parked_car() -> Target:
+    # No autopilot: the car stays parked, so what is on screen is known exactly.
+    return Target(VIN, previous=False, timeout=None, sim=Simulation(VIN, 10.0, autopilot=False))
+
+
+@pytest.mark.anyio
+async def test_watch_on_a_terminal_shows_the_last_reading_in_place(state_dir):
+    out, screen = on_a_terminal()
+    err = Console(file=io.StringIO())
+    await watch(out, err, parked_car(), reception="status", json_mode=False, count=1, duration=None)
+    raw = screen.getvalue()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw)
+    # The status scrolls, as a line...
+    assert re.search(r"\d\d:\d\d:\d\d  parked    SoC  80 %", text), text
+    # ...above the last reading, drawn a value a row, redrawn in place (cursor up,
+    # erase line) and left on the screen at the end.
+    assert "\x1b[1A\x1b[2K" in raw
+    last = text.rindex(f"{VIN}, as o2x reports it at ")
+    assert text.index("parked    SoC") < last
+    view = text[last:]
+    for row in ("State of charge", "80 %", "PARKED", "1234.5 km", "activated", "connected ("):
+        assert row in view, view
+    assert "statuses shown 1" in view
+
+
+@pytest.mark.anyio
+async def test_watch_json_on_a_terminal_is_still_one_line_per_message(state_dir, capsys):
+    out, screen = on_a_terminal()
+    err = Console(file=io.StringIO())
+    await watch(
+        out, err, parked_car(), reception="information", json_mode=True, count=2, duration=None
+    )
+    assert screen.getvalue() == ""  # no live view
+    lines = json_lines(capsys.readouterr().out)
+    assert [line["reception"] for line in lines] == ["information"] * 2
+
+
+def test_watch_count_counts_the_messages_of_the_reception(state_dir):
+    # Status: the status and each change of it, however many readings come between
+    # (at 10,000x the simulated car changes status within a second).
+    statuses = o2x("watch", VIN, "--simulate", "--sim-speed", "10000", "--count", "3", "--json")
+    assert statuses.exit_code == 0, statuses.stderr
+    lines = json_lines(statuses.stdout)
+    readings = [line for line in lines if line["api"] == "pims.vehicle.informations"]
+    assert [line["reception"] for line in readings] == ["status"] * 3
+    shown = [line["result"]["status"] for line in readings]
+    assert all(a != b for a, b in itertools.pairwise(shown)), shown
+    # Information: readings; and each says, on connecting, what it waits for.
+    text = o2x("watch", VIN, "--simulate", "--count", "4", "--reception", "information")
+    assert text.exit_code == 0, text.stderr
+    assert text.stdout.count("\n") == 4
+    assert "stopping after 4 readings." in text.stderr
+    status = o2x("watch", VIN, "--simulate", "--count", "1", "--duration", "30")
+    assert status.exit_code == 0, status.stderr
+    assert "stopping after 1 status or 30 s." in status.stderr
+
+
+def test_watch_help_says_what_count_counts():
+    help_text = " ".join(o2x("watch", "--help").stdout.split())
+    assert "Stop after N messages of the reception (exit 0): N readings with information;" in (
+        help_text
+    )
+    assert "with status, N statuses: the first, then each change" in help_text
 
 
 def test_watch_stops_cleanly_on_ctrl_c(state_dir):

@@ -20,8 +20,10 @@ from .. import __version__, _state
 from ._common import (
     EXIT_CODES_HELP,
     ExitCode,
+    Interruption,
     check_vin,
     consoles,
+    pipe_closed_quietly,
     remembered,
     run,
     simulation,
@@ -32,7 +34,6 @@ __all__ = ["ExitCode", "cli", "main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_STOPPED = "Stopped; the vehicle was disconnected."
 #: The fastest --sim-speed: o2x.sim.SimulatedVehicle's MAX_TIME_SCALE (not imported
 #: here, as the simulator is an optional extra).
 _MAX_SIM_SPEED = 10_000.0
@@ -210,7 +211,17 @@ def _target(
     return Target(wanted, previous, timeout, sim, backend, adapter=pinned, passkey=passkey)
 
 
+class _Commands(click.Group):
+    """The command group: every command ends quietly when its output's reader stops
+    reading (``o2x watch ... | head -1``), as a program killed by SIGPIPE would."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with pipe_closed_quietly():
+            return super().invoke(ctx)
+
+
 @click.group(
+    cls=_Commands,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EXIT_CODES_HELP,
 )
@@ -280,13 +291,19 @@ def scan(
     like a BLE OBD adapter (its car's VIN is only known once connected), with their
     address, signal strength (RSSI) and name.
 
-    Exits with 4 if none is heard.
+    Exits with 4 if none is heard. Ctrl-C stops the scan early and lists what was
+    heard until then (exit 130).
     """
     from ._live import scan as scan_for
 
     out, err = consoles()
     sim = simulation(simulate, sim_vin, None, sim_speed, dongle)
-    run(partial(scan_for, out, err, seconds=timeout, sim=sim, json_mode=json_mode), err=err)
+    stopped = Interruption("Stopped.")
+    run(
+        partial(scan_for, out, err, seconds=timeout, sim=sim, json_mode=json_mode, stopped=stopped),
+        on_interrupt=stopped,
+        err=err,
+    )
 
 
 @cli.command()
@@ -305,7 +322,12 @@ def scan(
 )
 @_timeout_option
 @click.option(
-    "--count", type=click.IntRange(min=1), metavar="N", help="Stop after N readings (exit 0)."
+    "--count",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Stop after N messages of the reception (exit 0): N readings with information; "
+    "with status, N statuses: the first, then each change (a parked car may make none "
+    "for hours). Events are not counted.",
 )
 @click.option(
     "--duration",
@@ -347,6 +369,7 @@ def watch(
     from ._live import watch as follow
 
     out, err = consoles()
+    stopped = Interruption("Stopped.")
     target = _target(
         vin=vin,
         previous=previous,
@@ -371,9 +394,10 @@ def watch(
             json_mode=json_mode,
             count=count,
             duration=duration,
+            stopped=stopped,
         ),
         backend=backend,
-        on_interrupt=_STOPPED,
+        on_interrupt=stopped,
         err=err,
     )
 
@@ -455,10 +479,20 @@ def record(
         adapter=adapter,
         passkey=passkey,
     )
+    stopped = Interruption("Stopped.")
     run(
-        partial(record_to, out, err, target, path=output, duration=duration, json_mode=json_mode),
+        partial(
+            record_to,
+            out,
+            err,
+            target,
+            path=output,
+            duration=duration,
+            json_mode=json_mode,
+            stopped=stopped,
+        ),
         backend=backend,
-        on_interrupt="Stopped; the capture is complete up to now.",
+        on_interrupt=stopped,
         err=err,
     )
 

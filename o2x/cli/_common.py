@@ -60,6 +60,10 @@ class ExitCode(enum.IntEnum):
     CAPTURE = 6
     MISSING = 7
     INTERRUPTED = 130
+    #: Whatever read the output stopped reading (``o2x watch ... | head``): 128 +
+    #: SIGPIPE, what a shell reports for a program that signal ended (the Unix
+    #: number, spelt out as Windows has no SIGPIPE).
+    PIPE_CLOSED = 128 + 13
 
 
 EXIT_CODES_HELP: Final = """\b
@@ -74,7 +78,8 @@ Exit codes:
   6    capture file missing, unreadable or damaged, or an output file not writable
   7    an optional part is not installed (o2x[sim] for --simulate, o2x[plot] for --plot)
   130  interrupted with Ctrl-C (143 for SIGTERM): the vehicle was disconnected cleanly
-  141  replay: whatever read the output stopped reading (o2x replay ... | head)
+  141  whatever read the output stopped reading (o2x watch ... | head): the
+       command stopped there, and the vehicle was disconnected cleanly
 """
 
 
@@ -104,6 +109,9 @@ def consoles() -> tuple[Console, Console]:
 
 def _console(file: IO[str]) -> Console:
     console = Console(file=file, highlight=False)
+    # rich's default, which its documentation invites changing, is to exit with
+    # status 1, which o2x keeps for bugs: the error goes to pipe_closed_quietly().
+    console.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]
     # Piped output keeps one record per line whatever its length; on a terminal,
     # text wraps (and panels lay out) to the window's width.
     console.soft_wrap = not console.is_terminal
@@ -175,14 +183,73 @@ def need_backend(backend: str) -> None:
         )
 
 
+# --- a closed output pipe -------------------------------------------------------------
+
+
+@contextmanager
+def pipe_closed_quietly() -> Iterator[None]:
+    """End the command quietly, with :attr:`ExitCode.PIPE_CLOSED`, when whatever reads
+    its output stops reading (``o2x watch ... | head -1``).
+
+    The error reaches here after unwinding the command, so a vehicle it had
+    entered was left (and disconnected) and a capture file closed on the way.
+    """
+    try:
+        yield
+    except BaseException as exc:
+        if not pipe_closed(exc):
+            raise
+        _silence_broken_streams()
+        raise click.exceptions.Exit(ExitCode.PIPE_CLOSED) from None
+
+
+def pipe_closed(exc: BaseException) -> bool:
+    """Whether ``exc`` is a closed output pipe, or a task group's error holding one."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(isinstance(leaf, BrokenPipeError) for leaf in _leaves(exc))
+    return isinstance(exc, BrokenPipeError)
+
+
+def _broken_pipe() -> None:
+    raise BrokenPipeError
+
+
+def _silence_broken_streams() -> None:
+    # Python flushes stdout and stderr on exit; what is still buffered for a closed
+    # pipe would fail again there, and be reported. The null device takes it instead.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except ValueError:
+            continue  # closed
+        except OSError:
+            with suppress(OSError, ValueError):  # no file descriptor (a test's stream)
+                fd = stream.fileno()
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, fd)
+                os.close(null)
+
+
 # --- running -------------------------------------------------------------------------
+
+
+class Interruption:
+    """The line a command leaves on stderr when Ctrl-C stops it. The command changes
+    it as it goes, so that it says what had been done by then (a vehicle connected
+    to, or only looked for); a callable is read at that moment."""
+
+    def __init__(self, message: str | Callable[[], str]) -> None:
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message() if callable(self.message) else self.message
 
 
 def run(
     fn: Callable[[], Awaitable[None]],
     *,
     backend: str = "asyncio",
-    on_interrupt: str | None = None,
+    on_interrupt: str | Interruption | None = None,
     err: Console | None = None,
 ) -> None:
     """Run ``fn`` on ``backend``, turning library errors into :class:`Failure`.
@@ -203,15 +270,17 @@ def run(
     try:
         anyio.run(main, backend=backend)
     except BaseException as exc:
+        if pipe_closed(exc):
+            raise  # for pipe_closed_quietly(), whatever else went wrong as it unwound
         translated = translate(exc)
         if translated is exc:
             raise
         if isinstance(translated, click.exceptions.Exit) and on_interrupt and err:
-            err.print(on_interrupt)
+            err.print(str(on_interrupt))
         raise translated from None
     if received:
         if on_interrupt and err:
-            err.print(on_interrupt)
+            err.print(str(on_interrupt))
         raise click.exceptions.Exit(128 + received[0])
 
 
@@ -407,7 +476,7 @@ def reading_text(info: VehicleInfo) -> Text:
         when = "full in" if live is not None else "charging in"
         text.append(f"  {when} {_measure(data.charge_delay)}")
     if live is not None:
-        text.append(_live_text(live))
+        text.append(live_text(live))
     alerts = None if info.current_alert is None else info.current_alert.active()
     text.append("  alerts: ")
     if alerts is None:
@@ -419,7 +488,7 @@ def reading_text(info: VehicleInfo) -> Text:
     return text
 
 
-def _live_text(live: LiveData) -> str:
+def live_text(live: LiveData) -> str:
     """What the SDK's shape has no field for (CAN sources), known parts only."""
     parts = []
     if live.speed is not None:

@@ -16,12 +16,12 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Final
 
 import anyio
 import attrs
 from rich.console import Console, Group, RenderableType
-from rich.live import Live
 from rich.panel import Panel
 from rich.spinner import Spinner
 from rich.table import Table
@@ -42,6 +42,7 @@ from ._common import (
     status_text,
     write_line,
 )
+from ._screen import live_screen, vehicle_grid
 
 if TYPE_CHECKING:
     from ..sim import SimulatedVehicle, VirtualRadio
@@ -182,37 +183,18 @@ class Demo:
         """The whole demo: radio, car, client, scenario, summary."""
         self._t0 = time.monotonic()
         self._changed = anyio.Event()
-        live = (
-            Live(
-                get_renderable=self.render,
-                console=self.out,
-                auto_refresh=False,  # redrawn by a task of ours, on the loop that changes the state
-                redirect_stdout=False,
-                redirect_stderr=False,
-            )
-            if self.live_mode
-            else None
-        )
         if not self.json_mode and not self.live_mode:
             self.out.print(
                 f"o2x demo: a simulated Citroën AMI (VIN {self.vin}) on a virtual Bluetooth LE "
                 f"radio, read by the real o2x client; simulated time runs {SPEED:g}x faster."
             )
-        try:
-            if live is not None:
-                live.start()
-            async with anyio.create_task_group() as screen:
-                if live is not None:
-                    screen.start_soon(self._redraw, live)
-                async with open_simulation(
-                    self.vin, speed=SPEED, autopilot=False, dongle=self.dongle
-                ) as (radio, sim):
-                    await self._with_client(radio, sim)
-                screen.cancel_scope.cancel()
-        finally:
-            if live is not None:
-                live.refresh()
-                live.stop()
+        async with AsyncExitStack() as screen:
+            if self.live_mode:
+                await screen.enter_async_context(live_screen(self.out, self.render))
+            async with open_simulation(
+                self.vin, speed=SPEED, autopilot=False, dongle=self.dongle
+            ) as (radio, sim):
+                await self._with_client(radio, sim)
         self._summary()
         missed = [
             step.name for step, seen in zip(self.steps, self.outcome, strict=True) if not seen
@@ -222,11 +204,6 @@ class Demo:
                 f"the demo did not see every step (missed: {', '.join(missed)})",
                 ExitCode.UNEXPECTED,
             )
-
-    async def _redraw(self, live: Live) -> None:
-        while True:
-            live.refresh()
-            await anyio.sleep(0.1)
 
     async def _with_client(self, radio: VirtualRadio, sim: SimulatedVehicle) -> None:
         with tempfile.TemporaryDirectory(prefix="o2x-demo-") as state_dir:
@@ -441,30 +418,7 @@ class Demo:
         return Group(*parts)
 
     def _vehicle(self) -> RenderableType:
-        grid = Table.grid(padding=(0, 2))
-        grid.add_column(style="dim", no_wrap=True)
-        grid.add_column(no_wrap=True)
-        info = self.latest
-        if info is None:
-            grid.add_row("Link", Spinner("dots", text=self.link))
-            return grid
-        data = info.data
-        soc = data.battery_soc.value if data.battery_soc is not None else None
-        grid.add_row("State of charge", _soc_bar(soc))
-        grid.add_row("Status", status_text(info.status, upper=True))
-        grid.add_row("Gear", data.rnd.value)
-        grid.add_row("Parking brake", data.park_brake_status.value)
-        grid.add_row("Autonomy", _fmt(data.remaining_autonomy, "km"))
-        grid.add_row("Odometer", _fmt(data.total_odometer, "km", 1))
-        grid.add_row("System, battery", f"{data.system_state.value}, {data.battery_state.value}")
-        if info.current_alert is None:
-            grid.add_row("Alerts", Text("not reported"))
-        else:
-            alerts = info.current_alert.active()
-            grid.add_row("Alerts", Text(", ".join(alerts), style="red") if alerts else Text("none"))
-        link_style = "green" if self.link.startswith("connected") else "bold red"
-        grid.add_row("Link", Text(self.link, style=link_style))
-        return grid
+        return vehicle_grid(self.latest, self.link)
 
     def _scenario_list(self) -> RenderableType:
         grid = Table.grid(padding=(0, 1))
@@ -566,21 +520,3 @@ class Demo:
 def _lines(text: str, width: int) -> int:
     """Rows ``text`` takes when wrapped to ``width`` (about: words do not split)."""
     return max(1, math.ceil(len(text) / max(1, width - 2)))
-
-
-def _soc_bar(soc: int | float | None) -> Text:
-    if soc is None:
-        return Text("not reported", style="dim")
-    width = 20
-    filled = round(width * soc / 100)
-    color = "green" if soc >= 50 else "yellow" if soc >= 20 else "red"
-    return Text.assemble(
-        ("█" * filled, color), ("░" * (width - filled), "dim"), (f" {soc:3.0f} %", "bold")
-    )
-
-
-def _fmt(measure: object, unit: str, digits: int = 0) -> str:
-    value = getattr(measure, "value", None)
-    if value is None:
-        return "not reported"
-    return f"{value:.{digits}f} {unit}"

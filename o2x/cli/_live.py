@@ -17,8 +17,9 @@ from bleak import BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.panel import Panel
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
@@ -35,6 +36,7 @@ from ..vehicle import O2XVehicle, Radio, Stream
 from ._common import (
     ExitCode,
     Failure,
+    Interruption,
     Simulation,
     describe_size,
     event_json,
@@ -48,6 +50,7 @@ from ._common import (
     state_dir,
     write_line,
 )
+from ._screen import live_screen, vehicle_grid
 
 #: The SDK's default scan timeout, in seconds.
 DEFAULT_SCAN_TIMEOUT: Final = 60.0
@@ -72,53 +75,86 @@ class Dongle:
 
 
 async def scan(
-    out: Console, err: Console, *, seconds: float, sim: Simulation | None, json_mode: bool
+    out: Console,
+    err: Console,
+    *,
+    seconds: float,
+    sim: Simulation | None,
+    json_mode: bool,
+    stopped: Interruption | None = None,
 ) -> None:
-    """List the dongles heard within ``seconds``, strongest first."""
+    """List the dongles heard within ``seconds``, strongest first.
+
+    Stopped early (Ctrl-C), it lists those heard until then, and ``stopped`` says so.
+    """
     found: dict[str, Dongle] = {}
-    async with open_radio(sim) as radio:
-        kwargs = radio.scanner_kwargs() if radio is not None else {}
+    started = time.monotonic()
+    try:
+        async with open_radio(sim) as radio:
+            kwargs = radio.scanner_kwargs() if radio is not None else {}
 
-        def detected(device: BLEDevice, advertisement: AdvertisementData) -> None:
-            vin = advertised_vin(advertisement.manufacturer_data)
-            name = advertisement.local_name or device.name or ""
-            if vin is not None:
-                found[device.address] = Dongle(vin, device.address, advertisement.rssi, name)
-            elif looks_like_adapter(advertisement.service_uuids, name):
-                found[device.address] = Dongle(
-                    None, device.address, advertisement.rssi, name, "adapter"
-                )
+            def detected(device: BLEDevice, advertisement: AdvertisementData) -> None:
+                vin = advertised_vin(advertisement.manufacturer_data)
+                name = advertisement.local_name or device.name or ""
+                if vin is not None:
+                    found[device.address] = Dongle(vin, device.address, advertisement.rssi, name)
+                elif looks_like_adapter(advertisement.service_uuids, name):
+                    found[device.address] = Dongle(
+                        None, device.address, advertisement.rssi, name, "adapter"
+                    )
 
-        # bleak is asyncio-only and so is this command: no portal is needed.
-        with spinner(err, "Scanning for dongles", seconds) as describe:
-            try:
-                scanner = BleakScanner(detection_callback=detected, **kwargs)
-                await scanner.start()
-            except (OSError, BleakError) as exc:
-                if radio is not None:
-                    raise
-                raise BluetoothUnavailable(
-                    f"Bluetooth is not available ({type(exc).__name__}: {exc}): {bluetooth_hint()}"
-                ) from exc
-            try:
-                deadline = anyio.current_time() + seconds
-                while (left := deadline - anyio.current_time()) > 0:
-                    describe(f"Scanning for dongles: {len(found)} found")
-                    await anyio.sleep(min(0.2, left))
-            finally:
-                await scanner.stop()
+            # bleak is asyncio-only and so is this command: no portal is needed.
+            with spinner(err, "Scanning for dongles", seconds) as describe:
+                try:
+                    scanner = BleakScanner(detection_callback=detected, **kwargs)
+                    await scanner.start()
+                except (OSError, BleakError) as exc:
+                    if radio is not None:
+                        raise
+                    raise BluetoothUnavailable(
+                        f"Bluetooth is not available ({type(exc).__name__}: {exc}): "
+                        f"{bluetooth_hint()}"
+                    ) from exc
+                try:
+                    deadline = anyio.current_time() + seconds
+                    while (left := deadline - anyio.current_time()) > 0:
+                        describe(f"Scanning for dongles: {len(found)} found")
+                        await anyio.sleep(min(0.2, left))
+                finally:
+                    # Also when stopped by Ctrl-C: a scan left running is the radio's.
+                    with anyio.CancelScope(shield=True):
+                        await scanner.stop()
+    except anyio.get_cancelled_exc_class():
+        # Ctrl-C: what was heard until then is still worth having.
+        elapsed = time.monotonic() - started
+        heard = _heard(len(found))
+        if stopped is not None:
+            stopped.message = f"Stopped after {elapsed:.1f} s of {seconds:g} s: " + (
+                f"{heard} heard until then (listed)." if found else "no dongle heard."
+            )
+        if found:
+            _list_dongles(out, found, f"Dongles heard in {elapsed:.1f} s (stopped)", json_mode)
+        raise
     if not found:
         raise Failure(
             f"no dongle found within {seconds:g} s; check that the car is switched on "
             "and within Bluetooth range (a few metres), or scan longer with --timeout",
             ExitCode.NOT_FOUND,
         )
+    _list_dongles(out, found, f"Dongles heard in {seconds:g} s", json_mode)
+
+
+def _heard(count: int) -> str:
+    return f"{count} dongle" + ("" if count == 1 else "s")
+
+
+def _list_dongles(out: Console, found: dict[str, Dongle], title: str, json_mode: bool) -> None:
     dongles = sorted(found.values(), key=lambda d: (-d.rssi, d.vin or "", d.address))
     if json_mode:
         for dongle in dongles:
             write_line(json.dumps(attrs.asdict(dongle)))
     elif out.is_terminal:
-        table = Table(title=f"Dongles heard in {seconds:g} s", title_justify="left")
+        table = Table(title=title, title_justify="left")
         table.add_column("VIN", style="bold")
         table.add_column("Kind")
         table.add_column("Address")
@@ -196,8 +232,28 @@ async def connected(
     err: Console,
     *,
     prepare: Callable[[V], None] | None = None,
+    stopped: Interruption | None = None,
+    nothing: str = "",
 ) -> AsyncIterator[V]:
-    """The vehicle, scanned for (with a spinner) and connected, for the block."""
+    """The vehicle, scanned for (with a spinner) and connected, for the block.
+
+    Until it is connected, ``stopped`` says that Ctrl-C stopped the search, and
+    how long it had gone on, followed by ``nothing`` (what was therefore not done);
+    the caller says what is done once it is.
+    """
+    if stopped is not None:
+        started = time.monotonic()
+        looked_for = (
+            f"for {target.vin} on {':'.join(target.can)}"
+            if target.can is not None and target.vin
+            else f"for the car on {':'.join(target.can)}"
+            if target.can is not None
+            else f"for {target.vin}"
+        )
+        stopped.message = lambda: (
+            f"Stopped after {time.monotonic() - started:.1f} s of looking {looked_for}, "
+            f"before it was connected.{nothing}"
+        )
     if target.can is not None:
         async with _connected_over_can(cls, target, err, prepare=prepare) as car:
             yield car
@@ -262,7 +318,11 @@ def _clock(info: VehicleInfo) -> str:
 
 
 async def _report_events(
-    car: O2XVehicle, events: Stream[Event], out: Console, json_mode: bool
+    car: O2XVehicle,
+    events: Stream[Event],
+    out: Console,
+    json_mode: bool,
+    screen: _WatchScreen | None = None,
 ) -> None:
     async for event in events:
         if json_mode:
@@ -270,7 +330,11 @@ async def _report_events(
             continue
         stamp = event.at.astimezone().strftime("%H:%M:%S")
         out.print(Text(f"{stamp}  ") + event_text(event))
+        if screen is not None:
+            screen.events += 1
         if event.kind is EventKind.DISCONNECTED:
+            if screen is not None:
+                screen.link = "lost, waiting for the car"
             # The first reading after a loss comes from the new link.
             async with car.samples(buffer=1) as after:
                 async for _ in after:
@@ -279,10 +343,56 @@ async def _report_events(
                         + Text("reconnected", style="bold green")
                         + Text(f"  to {car.address}; readings resume")
                     )
+                    if screen is not None:
+                        screen.link = f"connected ({car.address})"
                     break
 
 
 # --- watch ---------------------------------------------------------------------------
+
+
+def _until(reception: str, count: int | None, duration: float | None) -> str:
+    """When ``watch`` stops, as said on connecting."""
+    limits = []
+    if count is not None:
+        what = "reading" if reception == "information" else "status"
+        plural = "" if count == 1 else "es" if what == "status" else "s"
+        changes = f" (the status, then {count - 1} changes of it)" if what == "status" else ""
+        limits.append(f"{count} {what}{plural}{changes if count > 1 else ''}")
+    if duration is not None:
+        limits.append(f"{duration:g} s")
+    if not limits:
+        return "press Ctrl-C to stop"
+    return "stopping after " + " or ".join(limits)
+
+
+class _WatchScreen:
+    """``watch`` on a terminal: the last reading, updated in place below what scrolls."""
+
+    def __init__(self, car: O2XVehicle, reception: str) -> None:
+        self.car = car
+        self.reception = reception
+        self.link = f"connected ({car.address})"
+        self.shown = 0
+        self.events = 0
+
+    def render(self) -> RenderableType:
+        car = self.car
+        info = car.latest
+        stats = car.stats
+        shown = "readings" if self.reception == "information" else "statuses"
+        footer = (
+            f"{shown} shown {self.shown} · events {self.events} · frames {stats.frames}"
+            f" · reconnects {stats.reconnects}"
+        )
+        title = f"{car.vin}, as o2x reports it" + ("" if info is None else f" at {_clock(info)}")
+        panel = Panel(
+            vehicle_grid(info, self.link, with_live=True),
+            title=title,
+            title_align="left",
+            expand=False,
+        )
+        return Group(panel, Text(f" {footer}", style="dim"))
 
 
 async def watch(
@@ -294,11 +404,17 @@ async def watch(
     json_mode: bool,
     count: int | None,
     duration: float | None,
+    stopped: Interruption | None = None,
 ) -> None:
-    """Print readings (every one, or status changes) and events until told to stop."""
-    async with connected(O2XVehicle, target, err) as car:
+    """Print readings (every one, or status changes) and events until told to stop.
+
+    On a terminal, the last reading is also shown below them, updated in place.
+    """
+    async with connected(O2XVehicle, target, err, stopped=stopped) as car:
+        if stopped is not None:
+            stopped.message = "Stopped; the vehicle was disconnected."
         if not json_mode:
-            until = "press Ctrl-C to stop" if count is None and duration is None else "streaming"
+            until = _until(reception, count, duration)
             err.print(f"Connected to {car.vin} at {car.address}; {until}.")
             if not car.stats.identity_verified:
                 err.print(
@@ -307,22 +423,32 @@ async def watch(
                 )
         readings = car.samples() if reception == "information" else car.status_changes()
         events = car.events()
-        shown = 0
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_report_events, car, events, out, json_mode)
-            with anyio.move_on_after(duration if duration is not None else math.inf):
-                async for info in readings:
-                    if json_mode:
-                        write_line(sample_json(info, reception))
-                    else:
-                        out.print(Text(f"{_clock(info)}  ") + reading_text(info))
-                    shown += 1
-                    if count is not None and shown >= count:
-                        break
-            tg.cancel_scope.cancel()
+        screen = _WatchScreen(car, reception) if out.is_terminal and not json_mode else None
+        async with AsyncExitStack() as stack:
+            if screen is not None:
+                await stack.enter_async_context(live_screen(out, screen.render))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_report_events, car, events, out, json_mode, screen)
+                with anyio.move_on_after(duration if duration is not None else math.inf):
+                    shown = 0
+                    async for info in readings:
+                        if json_mode:
+                            write_line(sample_json(info, reception))
+                        else:
+                            out.print(Text(f"{_clock(info)}  ") + reading_text(info))
+                        shown += 1
+                        if screen is not None:
+                            screen.shown = shown
+                        if count is not None and shown >= count:
+                            break
+                tg.cancel_scope.cancel()
 
 
 # --- record --------------------------------------------------------------------------
+
+#: What Ctrl-C leaves said: before the vehicle was connected, then once it was.
+_NOTHING: Final = " Nothing was recorded."
+_RECORDED: Final = "Stopped; the capture is complete up to now."
 
 
 async def _record_can(
@@ -333,6 +459,7 @@ async def _record_can(
     path: Path,
     duration: float | None,
     json_mode: bool,
+    stopped: Interruption | None = None,
 ) -> None:
     """``record --can``: every frame read off the bus into a python-can log (by suffix)."""
     import can
@@ -376,7 +503,11 @@ async def _record_can(
             )
 
     try:
-        async with connected(O2XVehicle, target, err, prepare=attach) as car:
+        async with connected(
+            O2XVehicle, target, err, prepare=attach, stopped=stopped, nothing=_NOTHING
+        ) as car:
+            if stopped is not None:
+                stopped.message = _RECORDED
             err.print(f"Recording {car.vin} on {car.address} to {path}.")
             with anyio.move_on_after(duration if duration is not None else math.inf):
                 async for info in car.samples():
@@ -432,10 +563,13 @@ async def record(
     path: Path,
     duration: float | None,
     json_mode: bool,
+    stopped: Interruption | None = None,
 ) -> None:
     """Record the vehicle's raw notifications to ``path`` for ``duration`` s (or until stopped)."""
     if target.can is not None:
-        await _record_can(out, err, target, path=path, duration=duration, json_mode=json_mode)
+        await _record_can(
+            out, err, target, path=path, duration=duration, json_mode=json_mode, stopped=stopped
+        )
         return
     # Only a file this command creates may be deleted again: the path could be a
     # device or a file the user already had.
@@ -459,7 +593,11 @@ async def record(
             def attach(car: RecordingVehicle) -> None:
                 car.capture = capture
 
-            async with connected(RecordingVehicle, target, err, prepare=attach) as car:
+            async with connected(
+                RecordingVehicle, target, err, prepare=attach, stopped=stopped, nothing=_NOTHING
+            ) as car:
+                if stopped is not None:
+                    stopped.message = _RECORDED
                 recorder = car
                 status = _RecordingStatus(capture, path, duration)
                 started = status.started

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
-import click
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
@@ -41,10 +39,6 @@ from ._common import (
 
 #: Files at least this big get a progress bar (on a terminal).
 PROGRESS_FROM: Final = 1 << 20
-#: The exit status when whatever reads the output stops reading (``o2x replay | head``):
-#: 128 + SIGPIPE, what a shell reports for a program that signal ended (the Unix
-#: number, spelt out as Windows has no SIGPIPE).
-PIPE_CLOSED: Final = 128 + 13
 
 #: How a link's protocol is named in the text output.
 _PROTOCOL_NAMES: Final = {"elm327": "ELM327", "slcan": "SLCAN"}
@@ -246,23 +240,16 @@ def replay_file(
     A CAN log (``.log`` from ``candump -l``, ``.asc``, ``.blf``...) is read with
     python-can and decoded with ``ami.dbc``; ``vin`` is for a log without VIN frames.
 
-    When the output's reader stops reading (``o2x replay ... | head``), decoding
-    stops without a word, with the status :data:`PIPE_CLOSED`.
+    When the output's reader stops reading (``o2x replay ... | head``), the
+    ``BrokenPipeError`` ends decoding, and the command ends quietly
+    (:func:`~o2x.cli._common.pipe_closed_quietly`).
     """
-    for console in (out, err):
-        # rich's default, which its documentation invites changing, is to exit with
-        # status 1, which o2x keeps for bugs.
-        console.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]
-    try:
-        from ..can.log import LOG_SUFFIXES
+    from ..can.log import LOG_SUFFIXES
 
-        if path.suffix.lower() in LOG_SUFFIXES:
-            _replay_can_log(out, err, path, fmt=fmt, reception=reception, plot=plot, vin=vin)
-        else:
-            _replay_file(out, err, path, fmt=fmt, reception=reception, plot=plot)
-    except BrokenPipeError:
-        _silence_broken_streams()
-        raise click.exceptions.Exit(PIPE_CLOSED) from None
+    if path.suffix.lower() in LOG_SUFFIXES:
+        _replay_can_log(out, err, path, fmt=fmt, reception=reception, plot=plot, vin=vin)
+    else:
+        _replay_file(out, err, path, fmt=fmt, reception=reception, plot=plot)
 
 
 def _replay_can_log(
@@ -355,26 +342,6 @@ def _log_time(timestamp: float) -> dt.datetime:
         return dt.datetime.fromtimestamp(timestamp, dt.UTC)
     except (OverflowError, OSError, ValueError):
         return dt.datetime.fromtimestamp(0, dt.UTC)
-
-
-def _broken_pipe() -> None:
-    raise BrokenPipeError
-
-
-def _silence_broken_streams() -> None:
-    # Python flushes stdout and stderr on exit; what is still buffered for a closed
-    # pipe would fail again there, and be reported. The null device takes it instead.
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except ValueError:
-            continue  # closed
-        except OSError:
-            with suppress(OSError, ValueError):  # no file descriptor (a test's stream)
-                fd = stream.fileno()
-                null = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(null, fd)
-                os.close(null)
 
 
 def _replay_file(
