@@ -328,6 +328,9 @@ TRANSITIONS: Final[dict[State, dict[type, State]]] = {
 #: How long setting up one link (connect, identity, subscribe) may take before it
 #: is abandoned and scanning resumes; the transport's own timeouts are shorter.
 CONNECT_GUARD: Final = 30.0
+#: The longest a link's set-up waits for the VIN on a bus (an OBD adapter's, a CAN
+#: bus): ``timeouts.loose_connection``, at most this, so that it ends within the guard.
+MAX_VIN_WAIT: Final = 20.0
 #: An OBD adapter that read another car's VIN is not tried again for this long.
 FOREIGN_BACKOFF: Final = 300.0
 #: An adapter that cannot tell its car's VIN is taken as the vehicle's only once the

@@ -35,6 +35,7 @@ from .errors import (
     O2XError,
 )
 from .machine import (
+    MAX_VIN_WAIT,
     Action,
     AdvertisementSeen,
     Close,
@@ -566,7 +567,10 @@ class O2XVehicle:
             from .can.source import CanSource
 
             source = CanSource(
-                self._can_bus, self, vin=self._vin, vin_wait=self.timeouts.loose_connection
+                self._can_bus,
+                self,
+                vin=self._vin,
+                vin_wait=min(self.timeouts.loose_connection, MAX_VIN_WAIT),
             )
             source.recorder = self._can_recorder
             return source
@@ -590,7 +594,7 @@ class O2XVehicle:
             scanner_kwargs=scanner_kwargs,
             client_kwargs=client_kwargs,
             system_bluetooth=self._radio is None,
-            vin_wait=self.timeouts.loose_connection,
+            vin_wait=min(self.timeouts.loose_connection, MAX_VIN_WAIT),
             passkey=self._passkey,
         )
 

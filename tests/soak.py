@@ -70,7 +70,7 @@ from o2x import (
     VehicleStatus,
     derive_status,
 )
-from o2x.sim import Fault, LogKind, LogRecord, SimulatedVehicle, VirtualRadio
+from o2x.sim import Fault, LogKind, LogRecord, SetupStep, SimulatedVehicle, VirtualRadio
 from o2x.sim.adapters import Elm327Quirks, Elm327Stats
 
 __all__ = ["SoakConfig", "SoakReport", "format_table", "main", "run_soak"]
@@ -83,10 +83,17 @@ MEMORY_LIMIT = 10 * 1024 * 1024
 
 # The kinds of link fault; the notification size changes before every one of them.
 DROP, SILENCE, PAUSE, CORRUPT = "drop", "silence", "pause", "corrupt"
-STEP_KINDS = (DROP, SILENCE, PAUSE, CORRUPT)
+#: A link dropped, and the next one dropped again at a step of its set-up.
+SETUP = "setup_drop"
+STEP_KINDS = (DROP, SILENCE, PAUSE, CORRUPT, SETUP)
 #: Through an OBD adapter: corrupt_next is the O2X dongle's (its frames have a CRC); the
 #: adapter's own faults (Elm327Quirks) corrupt its lines all along instead.
-ADAPTER_STEP_KINDS = (DROP, SILENCE, PAUSE)
+ADAPTER_STEP_KINDS = (DROP, SILENCE, PAUSE, SETUP)
+#: The set-up steps a SETUP fault drops the next link at, by dongle.
+SETUP_STEPS = {
+    "o2x": (SetupStep.CONNECT, SetupStep.IDENTITY, SetupStep.SUBSCRIBE),
+    "adapter": (SetupStep.CONNECT, SetupStep.SUBSCRIBE, SetupStep.COMMAND),
+}
 SIZE = "notification_size"
 #: The notification sizes of an OBD adapter's bridge: 20 bytes is what they send (an MTU of 23).
 ADAPTER_SIZES = (1, 2, 3, 5, 8, 13, 19, 20)
@@ -183,6 +190,8 @@ class SoakReport:
     sizes_covered: int = 0
     size_cycles: int = 0
     phase_changes: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: SETUP faults by the set-up step they dropped the next link at.
+    setup_steps: dict[str, int] = dataclasses.field(default_factory=dict)
     statuses_expected: int = 0
     statuses_seen: int = 0
     statuses_mismatch: str | None = None
@@ -300,6 +309,8 @@ class _Soak:
         self.started = time.monotonic()
         self.injected: Counter[str] = Counter()
         self.phase_changes: Counter[str] = Counter()
+        #: SETUP faults by the step of the set-up they dropped the next link at.
+        self.setup_steps: Counter[str] = Counter()
         self.anomalies: list[str] = []
         # Link losses injected while streaming, and losses nobody injected.
         self.expected_disconnections = 0
@@ -493,6 +504,22 @@ class _Soak:
         await self.gap_phase()
         await self.settle()
 
+    async def setup_drop(self) -> None:
+        """A drop, and the link after it dropped again at a step of its set-up (the
+        next attempt, after the back-off, is let be)."""
+        step = self.rng.choice(SETUP_STEPS["adapter" if self.adapter else "o2x"])
+        await self.sim.drop_during_setup(step)
+        self.expected_disconnections += 1
+        if not await self.sim.drop_link():
+            self.expected_disconnections -= 1
+            self.anomalies.append(f"at {self.elapsed():.1f} s, drop_link found no link")
+            return
+        self.injected[SETUP] += 1
+        self.setup_steps[step.value] += 1
+        await self.until("DISCONNECTED after a link drop", self._lost)
+        await self.gap_phase()
+        await self.settle()  # through the link dropped mid-set-up, to the one after
+
     async def silence(self) -> None:
         loose = self.config.loose_connection
         seconds = (
@@ -536,7 +563,13 @@ class _Soak:
 
     async def step(self, kind: str) -> None:
         await self.next_size()
-        inject = {DROP: self.drop, SILENCE: self.silence, PAUSE: self.pause, CORRUPT: self.corrupt}
+        inject = {
+            DROP: self.drop,
+            SILENCE: self.silence,
+            PAUSE: self.pause,
+            CORRUPT: self.corrupt,
+            SETUP: self.setup_drop,
+        }
         await inject[kind]()
         if self.rng.random() < self.config.p_phase:
             await self.change_phase("streaming")
@@ -672,6 +705,7 @@ def _collect(
     report.sizes_covered = len(soak.sizes_used)
     report.size_cycles = soak.injected[SIZE] // len(soak.sizes)
     report.phase_changes = dict(soak.phase_changes)
+    report.setup_steps = dict(soak.setup_steps)
     report.statuses_expected = len(expected)
     report.statuses_seen = len(soak.seen)
     truth = [r.status for r in expected]
@@ -723,6 +757,7 @@ def _collect(
     silences = sum(1 for r in log if r.fault is Fault.GO_SILENT and r.details.get("seconds"))
     report.config["log_faults"] = {
         "drop_link": faults[Fault.DROP_LINK],
+        "drop_during_setup": faults[Fault.DROP_DURING_SETUP],
         "go_silent": silences,
         "out_of_range": faults[Fault.OUT_OF_RANGE],
         "back_in_range": faults[Fault.BACK_IN_RANGE],
@@ -742,7 +777,8 @@ def _judge(config: SoakConfig, report: SoakReport) -> None:
     checks.append(
         Check(
             "faults logged as injected",
-            log_faults["drop_link"] == inj[DROP]
+            log_faults["drop_link"] == inj[DROP] + inj[SETUP]
+            and log_faults["drop_during_setup"] == inj[SETUP]
             and log_faults["go_silent"] == inj[SILENCE]
             and log_faults["out_of_range"] == log_faults["back_in_range"] == inj[PAUSE]
             and log_faults["corrupt_next"] == inj[CORRUPT]
@@ -864,6 +900,12 @@ def _rows(r: SoakReport) -> list[tuple[str, str]]:
         ("rounds", str(r.rounds)),
         ("dongle", str(c.get("dongle", "o2x"))),
         ("link drops (drop_link)", str(inj.get(DROP, 0))),
+        (
+            "drops during set-up (at connect / identity / subscribe / command)",
+            f"{inj.get(SETUP, 0)} ("
+            + " / ".join(str(r.setup_steps.get(step.value, 0)) for step in SetupStep)
+            + ")",
+        ),
         (
             f"silences ({silence}, loose_connection {c['loose_connection']:g} s)",
             str(inj.get(SILENCE, 0)),

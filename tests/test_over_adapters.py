@@ -18,6 +18,8 @@ import pytest
 from bleak import BleakClient
 from bleak.exc import BleakError
 
+import o2x.machine
+import o2x.vehicle
 from o2x import (
     ConnectionFailed,
     EventKind,
@@ -141,6 +143,27 @@ async def test_a_named_adapter_on_a_bus_without_a_vin_is_used_unverified(
         ) as car:
             info = await car.get()
             assert info.vin == VIN
+            assert not car.stats.identity_verified
+
+
+async def test_a_long_loose_connection_caps_the_wait_for_a_vin_within_the_set_up_guard(
+    radio: VirtualRadio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The VIN wait is loose_connection, capped (MAX_VIN_WAIT) below the 30 s guard on
+    # one link's set-up: else a named adapter on a bus without a VIN, with a long
+    # loose_connection, would be cut by the guard at every attempt and never used.
+    monkeypatch.setattr(o2x.vehicle, "MAX_VIN_WAIT", 0.5)
+    monkeypatch.setattr(o2x.machine, "CONNECT_GUARD", 4.0)
+    sim = await radio.add(SimulatedVehicle(VIN, rate_hz=20, dongle="elm327", broadcast_vin=False))
+    with anyio.fail_after(WAIT):
+        async with O2XVehicle.first_time(
+            VIN,
+            radio=radio,
+            state_dir=tmp_path,
+            adapter=sim.address,
+            timeouts=Timeouts(scan=10, loose_connection=3600),
+        ) as car:
+            assert (await car.get()).vin == VIN
             assert not car.stats.identity_verified
 
 

@@ -15,7 +15,17 @@ from pathlib import Path
 import anyio
 import pytest
 from bleak import BleakClient
-from soak import ADAPTER_SIZES, DROP, ELM327_FAULTS, PAUSE, SILENCE, SIZE, SoakConfig, run_soak
+from soak import (
+    ADAPTER_SIZES,
+    DROP,
+    ELM327_FAULTS,
+    PAUSE,
+    SETUP,
+    SILENCE,
+    SIZE,
+    SoakConfig,
+    run_soak,
+)
 
 from o2x import VehicleStatus
 from o2x.dongle.frames import FrameDecoder, InfoFrame
@@ -41,8 +51,12 @@ async def test_short_soak(tmp_path: Path) -> None:
     with anyio.fail_after(180):
         report = await run_soak(SHORT, state_dir=tmp_path)
     assert report.passed, "\n" + report.table()
-    assert report.disconnections_expected == sum(report.injected[k] for k in (DROP, SILENCE, PAUSE))
-    assert report.injected[SIZE] == 12
+    assert report.disconnections_expected == sum(
+        report.injected[k] for k in (DROP, SILENCE, PAUSE, SETUP)
+    )
+    assert report.injected[SIZE] == SHORT.rounds * len(SHORT.step_kinds)
+    assert report.injected[SETUP] == SHORT.rounds
+    assert sum(report.setup_steps.values()) == SHORT.rounds
     assert report.statuses_expected >= 4
 
 
@@ -56,7 +70,9 @@ async def test_short_soak_through_an_elm327_with_its_faults(tmp_path: Path) -> N
     with anyio.fail_after(300):
         report = await run_soak(SHORT_ELM327, state_dir=tmp_path)
     assert report.passed, "\n" + report.table()
-    assert report.disconnections_expected == sum(report.injected[k] for k in (DROP, SILENCE, PAUSE))
+    assert report.disconnections_expected == sum(
+        report.injected[k] for k in (DROP, SILENCE, PAUSE, SETUP)
+    )
     assert report.adapter_stats is not None
     assert report.adapter_stats["lines_garbled"] >= SHORT.min_per_kind
     assert report.statuses_expected >= 4
