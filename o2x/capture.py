@@ -3,22 +3,26 @@
 A capture keeps exactly what the radio delivered — notification payloads, cut
 wherever the dongle cut them — so that a drive can be decoded again later, offline,
 by the same decoders that decoded it live. The layout is documented in
-``docs/protocol.md`` ("Capture files"); in short::
+``docs/protocol.md`` ("Capture files"); in short (version 3)::
 
-    header   magic b"\\x89O2XCAP\\n" | u16 version | u32 n | n bytes of JSON metadata
-    record   u64 offset_ns | u8 kind | u16 length | length bytes      (repeated)
+    header   magic b"\\x89O2XCAP\\n" | u16 version | u32 n | n bytes of JSON metadata | u32 CRC
+    record   sync b"\\xfe\\xd2" | u64 offset_ns | u8 kind | u16 length | length bytes | u32 CRC
 
-all little-endian. An O2X dongle's notifications are decoded by a
-:class:`~o2x.dongle.frames.FrameDecoder`. A link to a BLE OBD adapter
-(:mod:`o2x.obd`) has an ``ADAPTER`` record after its ``LINK_UP``, naming the
-adapter's protocol and layout: the notifications after it are the adapter's serial
-output (answers, prompts and monitor lines, as it sent them), which replay reads
-with that protocol's parser into an :class:`~o2x.can.AmiBus` (:class:`AdapterDecoder`).
+all little-endian, each CRC a CRC-32 of the bytes before it. An O2X dongle's
+notifications are decoded by a :class:`~o2x.dongle.frames.FrameDecoder`. A link to
+a BLE OBD adapter (:mod:`o2x.obd`) has an ``ADAPTER`` record after its ``LINK_UP``,
+naming the adapter's protocol and layout: the notifications after it are the
+adapter's serial output (answers, prompts and monitor lines, as it sent them), which
+replay reads with that protocol's parser into an :class:`~o2x.can.AmiBus`
+(:class:`AdapterDecoder`).
 
 Records are appended one ``write`` at a time and flushed, so a recorder that
 crashes loses at most the record it was writing; :class:`CaptureReader` reads
 everything before such a torn record and reports it in
-:attr:`~CaptureReader.problem` instead of failing.
+:attr:`~CaptureReader.problem` instead of failing. Damage anywhere else costs only
+the records it touches: the reader finds the next intact record by its sync bytes
+and checksum, and reports what it skipped in :attr:`~CaptureReader.damage`
+(:meth:`~CaptureReader.check` raises it as a :class:`CaptureDamaged`).
 
 Recording: :class:`RecordingVehicle` is an :class:`~o2x.O2XVehicle` that also
 appends every notification it receives to a :class:`CaptureWriter`. Replaying:
@@ -35,6 +39,7 @@ import math
 import os
 import struct
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import IO, Any, Final, NamedTuple, Self
@@ -57,14 +62,17 @@ __all__ = [
     "FORMAT_VERSION",
     "MAGIC",
     "READ_VERSIONS",
+    "RECORD_SYNC",
     "AdapterDecoder",
     "AdapterOpened",
     "AdapterStats",
+    "CaptureDamaged",
     "CaptureError",
     "CaptureHeader",
     "CaptureReader",
     "CaptureRecord",
     "CaptureWriter",
+    "DamagedSpan",
     "LinkChange",
     "RecordKind",
     "RecordingVehicle",
@@ -74,21 +82,30 @@ __all__ = [
 #: The first bytes of every capture file. The leading non-ASCII byte and the
 #: trailing newline catch files mangled by text-mode transfers, as PNG's do.
 MAGIC: Final = b"\x89O2XCAP\n"
-#: The version of the layout written by this module. Version 2 added the ``ADAPTER``
-#: record, which changes what the notifications after it are: a version-1 reader
-#: would take an adapter's output for an O2X dongle's frames.
-FORMAT_VERSION: Final = 2
+#: The version of the layout written by this module. Version 3 gave each record
+#: sync bytes and a checksum, and the header a checksum: damage in the middle of a
+#: file costs only the records it touches. Version 2 added the ``ADAPTER`` record,
+#: which changes what the notifications after it are: a version-1 reader would take
+#: an adapter's output for an O2X dongle's frames.
+FORMAT_VERSION: Final = 3
 #: The versions this module reads: a version-1 capture is a version-2 one without
-#: ``ADAPTER`` records.
-READ_VERSIONS: Final = (1, 2)
+#: ``ADAPTER`` records; both have records without sync bytes or checksums.
+READ_VERSIONS: Final = (1, 2, 3)
+#: The first bytes of every record of a version-3 capture: where a reader looks for
+#: the next record after damage. Neither byte is ASCII, and 0xFE is never in UTF-8
+#: text, so that an adapter's text output seldom holds the pair.
+RECORD_SYNC: Final = b"\xfe\xd2"
 
 _PREAMBLE: Final = struct.Struct("<8sHI")  # magic, version, metadata length
-_RECORD: Final = struct.Struct("<QBH")  # offset_ns, kind, payload length
+_RECORD: Final = struct.Struct("<QBH")  # offset_ns, kind, payload length (versions 1, 2)
+_RECORD3: Final = struct.Struct("<2sQBH")  # sync, offset_ns, kind, payload length
+_CRC: Final = struct.Struct("<I")  # CRC-32 (zlib's, PNG's) of the bytes before it
 #: More metadata than this is taken as a damaged header, not read into memory.
 _MAX_METADATA: Final = 1 << 20
 _MAX_PAYLOAD: Final = 0xFFFF
 _MAX_OFFSET: Final = (1 << 64) - 1
-#: How much of an unseekable file is read at a time when skipping its damaged end.
+#: How much of a file is read at a time when scanning past damage, or skipping a
+#: damaged end.
 _CHUNK: Final = 1 << 20
 
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -106,6 +123,45 @@ _LAST_START: Final = _LAST_NS - _DAY_NS
 class CaptureError(O2XError, ValueError):
     """A file that is not a readable capture (wrong magic, unknown version, bad header,
     or an error reading it)."""
+
+
+@attrs.frozen
+class DamagedSpan:
+    """Bytes of a capture, from ``start`` up to ``end``, that hold no intact record."""
+
+    start: int
+    end: int
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+class CaptureDamaged(CaptureError):
+    """A capture whose records are damaged: some failed their checksum and were skipped.
+
+    Raised by :meth:`CaptureReader.check` once the records have been read: every
+    intact record was returned, and :attr:`spans` says which bytes were not.
+    """
+
+    def __init__(self, name: str, spans: Iterable[DamagedSpan], records: int) -> None:
+        self.name = name
+        #: The bytes skipped, in the file's order.
+        self.spans = tuple(spans)
+        #: The intact records read.
+        self.records = records
+        size = sum(span.size for span in self.spans)
+        where = (
+            f"at byte {self.spans[0].start}"
+            if len(self.spans) == 1
+            else f"in {len(self.spans)} places, the first at byte {self.spans[0].start}"
+        )
+        super().__init__(
+            f"{name} is damaged: {size} bytes {where} hold no intact record and were "
+            f"skipped; the {records} intact record{'' if records == 1 else 's'} around "
+            "them were read. The file changed after it was recorded (a disk or copying "
+            "error): a copy made before may still be whole"
+        )
 
 
 class RecordKind(enum.IntEnum):
@@ -218,7 +274,8 @@ class CaptureWriter:
         # buffer of ours when the process dies.
         self._file: IO[bytes] | None = open(self.path, "wb", buffering=0)  # noqa: SIM115
         try:
-            self._write(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(blob)) + blob)
+            header = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(blob)) + blob
+            self._write(header + _CRC.pack(zlib.crc32(header)))
         except BaseException:
             self.close()
             raise
@@ -250,7 +307,8 @@ class CaptureWriter:
                 f"offset_ns is {self._last_offset} (the previous record's) to {_MAX_OFFSET}, "
                 f"not {offset_ns}"
             )
-        self._write(_RECORD.pack(offset_ns, kind, len(data)) + data)
+        blob = _RECORD3.pack(RECORD_SYNC, offset_ns, kind, len(data)) + data
+        self._write(blob + _CRC.pack(zlib.crc32(blob)))
         self._last_offset = offset_ns
         self.records += 1
 
@@ -313,17 +371,48 @@ class CaptureReader:
     Raises :class:`CaptureError` if the file does not start with a valid header.
     A record cut short at the end of the file (a recorder that was killed while
     writing) ends the iteration quietly; :attr:`problem` then says what was left
-    over. So do the zeros a crash can leave, and a record dated after the year
-    9999, which no datetime could hold. Records of kinds this version does not
-    know are returned as they are, and so are records whose offset goes back:
+    over. So do the zeros a crash can leave. Records of kinds this version does
+    not know are returned as they are, and so are records whose offset goes back:
     :attr:`backwards` counts those.
+
+    In a version-3 capture, bytes that hold no intact record (one whose sync bytes,
+    checksum, kind or offset are wrong) are skipped, and reading goes on at the next
+    intact record: :attr:`damage` lists what was skipped, and :meth:`check` raises it
+    as a :class:`CaptureDamaged` once the records are read. A version-1 or -2
+    capture has no checksums: its reader stops at the first record it cannot read
+    (a kind 0, or one dated after the year 9999, which no datetime could hold) and
+    says so in :attr:`problem`.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "drive.o2xcap"
+    >>> with CaptureWriter(path, vin="VR1AB12C3D4567890") as capture:
+    ...     for n in range(3):
+    ...         capture.notification(bytes([n]) * 8)  # records of 25 bytes
+    >>> blob = bytearray(path.read_bytes())
+    >>> blob[-40] ^= 0xFF  # damage the second record
+    >>> _ = path.write_bytes(blob)
+    >>> reader = CaptureReader.open(path)
+    >>> [record.data[0] for record in reader]
+    [0, 2]
+    >>> [span.size for span in reader.damage]
+    [25]
+    >>> reader.check()  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+      ...
+    o2x.capture.CaptureDamaged: ...drive.o2xcap is damaged: 25 bytes at byte ... were skipped; ...
+    >>> reader.close()
     """
 
     def __init__(self, file: IO[bytes], *, name: str = "capture") -> None:
         self._file = file
         self.name = name
-        #: A description of unreadable bytes at the end of the file, once iterated.
+        #: A description of unreadable bytes at the end of the file, once iterated:
+        #: a record cut short, or zeros, as an interrupted recording leaves.
         self.problem: str | None = None
+        #: The bytes of a version-3 capture that held no intact record, skipped
+        #: (filled in while iterating). Not the end a recording that was interrupted
+        #: leaves, which is the :attr:`problem`.
+        self.damage: list[DamagedSpan] = []
         #: Bytes consumed so far (for progress reporting).
         self.position = 0
         #: Records returned so far.
@@ -334,6 +423,22 @@ class CaptureReader:
         #: The byte position of the first of those records.
         self.backwards_at: int | None = None
         self.header = self._read_header()
+
+    @property
+    def damaged(self) -> CaptureDamaged | None:
+        """The :attr:`damage` met so far as an error, or ``None`` if there was none."""
+        if not self.damage:
+            return None
+        return CaptureDamaged(self.name, self.damage, self.records)
+
+    def check(self) -> None:
+        """Raise :class:`CaptureDamaged` if records were skipped as damaged.
+
+        Call it after iterating: the intact records have all been returned by then.
+        """
+        damaged = self.damaged
+        if damaged is not None:
+            raise damaged
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> CaptureReader:
@@ -357,21 +462,149 @@ class CaptureReader:
         if version not in READ_VERSIONS:
             raise CaptureError(
                 f"{self.name} is a version {version} capture; this o2x reads versions "
-                f"{' and '.join(map(str, READ_VERSIONS))}"
+                f"{', '.join(map(str, READ_VERSIONS[:-1]))} and {READ_VERSIONS[-1]}"
             )
         if length > _MAX_METADATA:
             raise CaptureError(f"{self.name}: the header claims {length} bytes of metadata")
         blob = self._read(length)
         if len(blob) < length:
             raise CaptureError(f"{self.name}: the header is cut short")
+        size = _PREAMBLE.size + length
+        if version >= 3:
+            crc = self._read(_CRC.size)
+            if len(crc) < _CRC.size:
+                raise CaptureError(f"{self.name}: the header is cut short")
+            size += _CRC.size
+            if _CRC.unpack(crc)[0] != zlib.crc32(preamble + blob):
+                raise CaptureError(
+                    f"{self.name}: the header is damaged (its checksum does not match), "
+                    "so the records cannot be dated; a copy made before may still be whole"
+                )
         try:
             metadata, vin, started = _parse_metadata(blob)
         except (ValueError, TypeError) as exc:  # InvalidVIN is a ValueError
             raise CaptureError(f"{self.name}: the header's metadata is damaged ({exc})") from exc
-        self.position = _PREAMBLE.size + length
+        self.position = size
         return CaptureHeader(version, vin, started, metadata)
 
     def __iter__(self) -> Iterator[CaptureRecord]:
+        if self.header.version >= 3:
+            return self._records()
+        return self._unchecked_records()
+
+    def _records(self) -> Iterator[CaptureRecord]:
+        """A version-3 capture's records: each checked, damage skipped."""
+        read = self._read
+        head = _RECORD3.size
+        unpack = _RECORD3.unpack_from
+        crc_size = _CRC.size
+        crc_of = zlib.crc32
+        latest = _LAST_NS - self.header.started_at_ns
+        previous = 0
+        buf = bytearray()
+        base = self.position  # the file position of buf[0]
+        i = 0  # where the next record should start, in buf
+        eof = False
+        # Where unreadable bytes began (a file position), and what they began with:
+        # whether they are all zeros so far, and, if they start with a record that
+        # runs past the end of the file, how much of it there is and should be.
+        bad: int | None = None
+        zeros = False
+        torn: tuple[int, int | None] | None = None
+        while True:
+            if len(buf) - i < head and not eof:
+                del buf[:i]
+                base += i
+                i = 0
+                chunk = read(_CHUNK)
+                buf += chunk
+                eof = not chunk
+                continue
+            avail = len(buf) - i
+            if not avail:
+                break
+            end = 0
+            record: CaptureRecord | None = None
+            if avail >= head and buf.startswith(RECORD_SYNC, i):
+                _, offset_ns, kind, length = unpack(buf, i)
+                end = i + head + length + crc_size
+                while end > len(buf) and not eof:
+                    chunk = read(max(_CHUNK, end - len(buf)))
+                    buf += chunk
+                    eof = not chunk
+                if end <= len(buf):
+                    data = bytes(buf[i + head : end - crc_size])
+                    crc = crc_of(data, crc_of(buf[i : i + head]))
+                    # Writers never write a kind 0, nor a time no datetime can hold.
+                    if (
+                        crc == _CRC.unpack_from(buf, end - crc_size)[0]
+                        and kind != 0
+                        and offset_ns <= latest
+                    ):
+                        record = CaptureRecord(offset_ns, kind, data)
+            if record is not None:
+                if bad is not None:
+                    self.damage.append(DamagedSpan(bad, base + i))
+                    bad = None
+                if record.offset_ns < previous:
+                    self.backwards += 1
+                    if self.backwards_at is None:
+                        self.backwards_at = base + i
+                previous = record.offset_ns
+                i = end
+                self.position = base + i
+                self.records += 1
+                yield record
+                continue
+            # No record starts here: look for the next sync bytes, reading on as far
+            # as needed but holding no more than a chunk of what is skipped.
+            if bad is None:
+                bad = base + i
+                zeros = True
+                have = len(buf) - i
+                # The start of a record, running past the end of the file?
+                if RECORD_SYNC.startswith(bytes(buf[i : i + len(RECORD_SYNC)])) and (
+                    have < head or end > len(buf)
+                ):
+                    torn = (have, end - i if have >= head else None)
+                else:
+                    torn = None
+            start = i  # zeros are counted from here
+            search = i + 1
+            found = buf.find(RECORD_SYNC, search)
+            while found < 0 and not eof:
+                # Keep the last byte: it may be the first of the sync bytes.
+                keep = max(search, len(buf) - 1)
+                zeros = zeros and buf.count(0, start, keep) == keep - start
+                del buf[:keep]
+                base += keep
+                start = search = 0
+                chunk = read(_CHUNK)
+                buf += chunk
+                eof = not chunk
+                found = buf.find(RECORD_SYNC, search)
+            stop = len(buf) if found < 0 else found
+            zeros = zeros and buf.count(0, start, stop) == stop - start
+            i = stop
+        self.position = base + len(buf)
+        if bad is not None:
+            self._end(bad, base + len(buf), zeros, torn)
+
+    def _end(self, start: int, end: int, zeros: bool, torn: tuple[int, int | None] | None) -> None:
+        """Bytes at the end of a version-3 capture, from ``start``, that are no record."""
+        if torn is not None:
+            self.position = start
+            self._torn(*torn)
+        elif zeros:
+            self.problem = (
+                f"zeros from byte {start} on ({end - start} bytes ignored), as a crash "
+                "can leave; the recording was probably interrupted"
+            )
+        else:
+            self.damage.append(DamagedSpan(start, end))
+
+    def _unchecked_records(self) -> Iterator[CaptureRecord]:
+        """A version-1 or -2 capture's records, up to the first that cannot be read."""
         read = self._read
         size = _RECORD.size
         unpack = _RECORD.unpack

@@ -12,23 +12,27 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 import zoneinfo
 from pathlib import Path
 
 import anyio
 import attrs
 import pytest
+from capture_layout import RECORD_OVERHEAD, capture_bytes, record, record_v2
 from click.testing import CliRunner, Result
 
 from o2x import EventKind, ParkBrake, Timeouts, VehicleInfo
 from o2x.capture import (
     FORMAT_VERSION,
     MAGIC,
+    CaptureDamaged,
     CaptureError,
     CaptureHeader,
     CaptureReader,
     CaptureRecord,
     CaptureWriter,
+    DamagedSpan,
     LinkChange,
     RecordingVehicle,
     RecordKind,
@@ -41,7 +45,6 @@ from o2x.model import SystemState
 from o2x.sim import SimulatedVehicle, VirtualRadio
 
 VIN = "VR7ABCDEF12345678"
-RECORD_HEADER = 11  # u64 offset, u8 kind, u16 length
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -54,16 +57,6 @@ def unix_ns(at: dt.datetime) -> int:
 #: The first and last starts a capture may have: a day inside datetime's range.
 FIRST_START = unix_ns(dt.datetime(1, 1, 2, tzinfo=dt.UTC))
 LAST_START = unix_ns(dt.datetime(9999, 12, 30, 23, 59, 59, 999_999, tzinfo=dt.UTC)) + 999
-
-
-def capture_bytes(metadata: dict | bytes, records: bytes = b"") -> bytes:
-    """A capture made by hand, to hold what no writer would."""
-    blob = metadata if isinstance(metadata, bytes) else json.dumps(metadata).encode()
-    return MAGIC + struct.pack("<HI", FORMAT_VERSION, len(blob)) + blob + records
-
-
-def record(offset_ns: int, data: bytes = b"", kind: int = RecordKind.NOTIFICATION) -> bytes:
-    return struct.pack("<QBH", offset_ns, kind, len(data)) + data
 
 
 def write_sample(path: Path) -> list[CaptureRecord]:
@@ -108,47 +101,81 @@ def test_the_header_dates_offsets_from_the_wall_clock(tmp_path):
 
 
 def test_the_layout_is_the_documented_one(tmp_path):
-    # docs/protocol.md, "Capture files": magic, u16 version, u32 length, JSON, records.
+    # docs/protocol.md, "Capture files": magic, u16 version, u32 length, JSON, CRC-32
+    # of all that; records of sync, offset, kind, length, payload, CRC-32 of all that.
     path = tmp_path / "c.o2xcap"
     with CaptureWriter(path, vin=VIN) as capture:
         capture.write(RecordKind.NOTIFICATION, b"\x01\x02\x03", offset_ns=0x0102030405)
     blob = path.read_bytes()
     assert blob[:8] == MAGIC == b"\x89O2XCAP\n"
     version, length = struct.unpack_from("<HI", blob, 8)
-    assert version == 2
+    assert version == FORMAT_VERSION == 3
     metadata = json.loads(blob[14 : 14 + length])
     assert metadata["vin"] == VIN
     assert isinstance(metadata["started_at_ns"], int)
-    record = blob[14 + length :]
-    assert record == struct.pack("<QBH", 0x0102030405, 1, 3) + b"\x01\x02\x03"
-
-
-# Version 1 is what o2x wrote before ADAPTER records: its captures still read.
-@pytest.mark.parametrize("version", ["02 00", "01 00"])
-def test_the_example_of_docs_protocol_md_in_either_version(tmp_path, version):
-    metadata = (
-        b'{"recorder":"o2x 0.1.0","source":"bluetooth",'
-        b'"started_at_ns":1795338930000000000,"vin":"VR1AB12C3D4567890"}'
+    (crc,) = struct.unpack_from("<I", blob, 14 + length)
+    assert crc == zlib.crc32(blob[: 14 + length])
+    assert blob[18 + length :] == bytes.fromhex(
+        "fe d2  05 04 03 02 01 00 00 00  01  03 00  01 02 03  85 b2 11 85"
     )
-    path = tmp_path / "example.o2xcap"
-    path.write_bytes(
+    # The documented CRC-32 is the one of zip and PNG: its check value.
+    assert zlib.crc32(b"123456789") == 0xCBF43926
+
+
+EXAMPLE_METADATA = (
+    b'{"recorder":"o2x 0.1.0","source":"bluetooth",'
+    b'"started_at_ns":1795338930000000000,"vin":"VR1AB12C3D4567890"}'
+)
+EXAMPLE_ITEMS = [
+    (812_000_000, LinkChange(True, "E2:4D:C9:F0:90:CC")),
+    (813_500_000, EventFrame(0x2B, 1, EventKind.CANT_CHARGE)),
+]
+
+
+def read_example(path: Path, blob: bytes) -> tuple[CaptureHeader, list]:
+    path.write_bytes(blob)
+    with CaptureReader.open(path) as reader:
+        header = reader.header
+        items = list(replay(reader))
+        assert reader.problem is None
+        assert reader.damage == []
+    assert header.vin == "VR1AB12C3D4567890"
+    assert header.started_at == dt.datetime(2026, 11, 22, 9, 15, 30, tzinfo=dt.UTC)
+    assert header.metadata["source"] == "bluetooth"
+    return header, items
+
+
+def test_the_example_of_docs_protocol_md(tmp_path):
+    # Byte for byte as docs/protocol.md, section 7, "Example", writes it.
+    blob = (
+        bytes.fromhex("89 4f 32 58 43 41 50 0a 03 00 6b 00 00 00")
+        + EXAMPLE_METADATA
+        + bytes.fromhex("e5 56 43 86")
+        + bytes.fromhex("fe d2 00 23 66 30 00 00 00 00 02 11 00")
+        + b"E2:4D:C9:F0:90:CC"
+        + bytes.fromhex("dc de 45 c9")
+        + bytes.fromhex("fe d2 60 06 7d 30 00 00 00 00 01 08 00 a5 01 02 2b 01 01 12 03")
+        + bytes.fromhex("b8 f3 8f 2b")
+    )
+    header, items = read_example(tmp_path / "example.o2xcap", blob)
+    assert header.version == 3
+    assert items == EXAMPLE_ITEMS
+
+
+# Versions 1 and 2 are what o2x wrote before records had checksums (1: before ADAPTER
+# records): their captures still read.
+@pytest.mark.parametrize("version", ["02 00", "01 00"])
+def test_the_example_of_docs_protocol_md_in_versions_1_and_2(tmp_path, version):
+    blob = (
         bytes.fromhex(f"89 4f 32 58 43 41 50 0a {version} 6b 00 00 00")
-        + metadata
+        + EXAMPLE_METADATA
         + bytes.fromhex("00 23 66 30 00 00 00 00 02 11 00")
         + b"E2:4D:C9:F0:90:CC"
         + bytes.fromhex("60 06 7d 30 00 00 00 00 01 08 00 a5 01 02 2b 01 01 12 03")
     )
-    with CaptureReader.open(path) as reader:
-        header = reader.header
-        items = list(replay(reader))
+    header, items = read_example(tmp_path / "example.o2xcap", blob)
     assert header.version == int(version[:2])
-    assert header.vin == "VR1AB12C3D4567890"
-    assert header.started_at == dt.datetime(2026, 11, 22, 9, 15, 30, tzinfo=dt.UTC)
-    assert header.metadata["source"] == "bluetooth"
-    assert items == [
-        (812_000_000, LinkChange(True, "E2:4D:C9:F0:90:CC")),
-        (813_500_000, EventFrame(0x2B, 1, EventKind.CANT_CHARGE)),
-    ]
+    assert items == EXAMPLE_ITEMS
 
 
 def test_each_record_is_on_disk_as_soon_as_it_is_written(tmp_path):
@@ -166,7 +193,7 @@ def test_a_record_cut_anywhere_is_reported_and_the_rest_is_read(tmp_path):
     path = tmp_path / "c.o2xcap"
     written = write_sample(path)
     whole = path.read_bytes()
-    last = RECORD_HEADER + len(written[-1].data)
+    last = RECORD_OVERHEAD + len(written[-1].data)
     for cut in range(1, last):
         path.write_bytes(whole[:-cut])
         with CaptureReader.open(path) as reader:
@@ -194,8 +221,18 @@ def test_zeros_after_the_last_record_are_reported(tmp_path):
         (b"PK\x03\x04 a zip file, say", "not an o2x capture file"),
         (MAGIC + b"\x01", "cut short"),
         (
-            MAGIC + struct.pack("<HI", 3, 2) + b"{}",
-            "version 3 capture; this o2x reads versions 1 and 2",
+            MAGIC + struct.pack("<HI", 4, 2) + b"{}",
+            "version 4 capture; this o2x reads versions 1, 2 and 3",
+        ),
+        pytest.param(
+            capture_bytes({"vin": VIN, "started_at_ns": 0})[:-2],
+            "cut short",
+            id="no header checksum",
+        ),
+        pytest.param(
+            capture_bytes({"vin": VIN, "started_at_ns": 0}).replace(b'"vin"', b'"vIn"'),
+            "the header is damaged .its checksum does not match.",
+            id="header checksum",
         ),
         (MAGIC + struct.pack("<HI", 0, 2) + b"{}", "version 0 capture"),
         (MAGIC + struct.pack("<HI", 1, 40) + b"{}", "cut short"),
@@ -251,12 +288,30 @@ def test_the_start_is_one_that_any_time_zone_can_show(tmp_path):
             assert at.astimezone(zone) == at
 
 
-def test_a_record_dated_after_the_year_9999_is_reported_and_the_rest_is_read(tmp_path):
+def test_a_record_dated_after_the_year_9999_is_skipped_as_damage(tmp_path):
     path = tmp_path / "c.o2xcap"
     started = unix_ns(dt.datetime(9990, 1, 1, tzinfo=dt.UTC))
     good = record(1, b"a") + record(2, b"b")
-    damaged = record(2**63, b"c") + record(3, b"d")
-    path.write_bytes(capture_bytes({"vin": VIN, "started_at_ns": started}, good + damaged))
+    damaged = record(2**63, b"c")
+    blob = capture_bytes({"vin": VIN, "started_at_ns": started}, good + damaged + record(3, b"d"))
+    path.write_bytes(blob)
+    with CaptureReader.open(path) as reader:
+        assert [r.data for r in reader] == [b"a", b"b", b"d"]
+        assert reader.problem is None
+        at = len(blob) - len(record(3, b"d")) - len(damaged)
+        assert reader.damage == [DamagedSpan(at, at + len(damaged))]
+        with pytest.raises(CaptureDamaged, match=f"{len(damaged)} bytes at byte {at} hold no"):
+            reader.check()
+
+
+def test_a_version_2_record_dated_after_the_year_9999_ends_the_reading_as_before(tmp_path):
+    path = tmp_path / "c.o2xcap"
+    started = unix_ns(dt.datetime(9990, 1, 1, tzinfo=dt.UTC))
+    good = record_v2(1, b"a") + record_v2(2, b"b")
+    damaged = record_v2(2**63, b"c") + record_v2(3, b"d")
+    path.write_bytes(
+        capture_bytes({"vin": VIN, "started_at_ns": started}, good + damaged, version=2)
+    )
     with CaptureReader.open(path) as reader:
         assert [r.data for r in reader] == [b"a", b"b"]
         assert reader.problem is not None
@@ -289,18 +344,30 @@ class SpyFile(io.BytesIO):
 
 
 @pytest.mark.parametrize("seekable", [True, False], ids=["file", "pipe"])
-def test_a_long_damaged_tail_is_measured_without_holding_it_in_memory(tmp_path, seekable):
-    path = tmp_path / "c.o2xcap"
-    written = write_sample(path)
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_long_damaged_tail_is_measured_without_holding_it_in_memory(seekable, version):
+    records = [record_v2(1, b"a"), record_v2(2, b"b")] if version == 2 else [record(1, b"a")]
+    blob = capture_bytes({"vin": VIN, "started_at_ns": 0}, b"".join(records), version=version)
     tail = 5 << 20  # zeros, as a crash can leave hundreds of megabytes of
-    spy = SpyFile(path.read_bytes() + bytes(tail), seekable=seekable)
+    spy = SpyFile(blob + bytes(tail), seekable=seekable)
     reader = CaptureReader(spy)
-    assert list(reader) == written
+    assert len(list(reader)) == len(records)
     assert reader.problem is not None
     assert f"({tail} bytes ignored)" in reader.problem
+    assert reader.damage == []  # zeros at the end: an interrupted recording
     assert all(0 <= size < tail for size in spy.asked)
-    if seekable:
-        assert spy.given <= path.stat().st_size + RECORD_HEADER  # the tail was never read
+    if seekable and version == 2:
+        assert spy.given <= len(blob) + 11  # the tail was never read
+    # Version 3 reads it (records may follow damage), a chunk at a time.
+
+
+def test_zeros_in_the_middle_are_damage_and_the_records_after_them_are_read():
+    records = [record(1, b"a"), record(2, b"b")]
+    blob = capture_bytes({"vin": VIN, "started_at_ns": 0}, records[0] + bytes(3 << 20))
+    reader = CaptureReader(io.BytesIO(blob + records[1]))
+    assert [r.data for r in reader] == [b"a", b"b"]
+    assert reader.problem is None
+    assert reader.damage == [DamagedSpan(len(blob) - (3 << 20), len(blob))]
 
 
 def test_offsets_that_go_back_are_counted_and_every_record_is_read(tmp_path):
@@ -611,13 +678,15 @@ def test_replay_of_a_damaged_header_exits_6_with_one_line(tmp_path, metadata):
 
 
 @pytest.mark.parametrize("fmt", [[], ["--json"], ["--csv"]], ids=["text", "json", "csv"])
-def test_replay_reports_a_record_dated_after_9999_after_the_readings_before_it(tmp_path, fmt):
+def test_replay_of_version_2_reports_a_record_dated_after_9999_after_the_readings_before_it(
+    tmp_path, fmt
+):
     path = tmp_path / "c.o2xcap"
     started = unix_ns(dt.datetime(9990, 1, 1, tzinfo=dt.UTC))
-    records = record(1, encode_info(seq=0, battery_soc=50)) + record(
+    records = record_v2(1, encode_info(seq=0, battery_soc=50)) + record_v2(
         2**63, encode_info(seq=1, battery_soc=49)
     )
-    path.write_bytes(capture_bytes({"vin": VIN, "started_at_ns": started}, records))
+    path.write_bytes(capture_bytes({"vin": VIN, "started_at_ns": started}, records, version=2))
     result = o2x("replay", str(path), *fmt)
     assert result.exit_code == 0, result.output
     assert "50" in result.stdout

@@ -142,7 +142,7 @@ def test_the_adapter_record_is_the_documented_one(tmp_path):
         capture.write(RecordKind.LINK_UP, b"E2:4D:C9:F0:90:CC", offset_ns=5)
         capture.adapter("elm327", "fff0")
     blob = path.read_bytes()
-    assert struct.unpack_from("<H", blob, 8) == (FORMAT_VERSION,) == (2,)
+    assert struct.unpack_from("<H", blob, 8) == (FORMAT_VERSION,) == (3,)
     with CaptureReader.open(path) as reader:
         records = list(reader)
     assert records[1].offset_ns >= 5
@@ -150,26 +150,38 @@ def test_the_adapter_record_is_the_documented_one(tmp_path):
     assert RecordKind.ADAPTER == 4
 
 
-def test_the_adapter_example_of_docs_protocol_md(tmp_path):
-    metadata = (
-        b'{"recorder":"o2x 0.1.0","source":"bluetooth",'
-        b'"started_at_ns":1795338930000000000,"vin":"VR1AB12C3D4567890"}'
-    )
+EXAMPLE_METADATA = (
+    b'{"recorder":"o2x 0.1.0","source":"bluetooth",'
+    b'"started_at_ns":1795338930000000000,"vin":"VR1AB12C3D4567890"}'
+)
+#: The records of the example, as (record header, payload, CRC-32) in version 3 (the
+#: ADAPTER record on two lines).
+EXAMPLE_RECORDS = [
+    ("fe d2 00 23 66 30 00 00 00 00 02 11 00", b"E2:4D:C9:F0:90:CC", "dc de 45 c9"),
+    ("fe d2 40 62 66 30 00 00 00 00 04 25 00", b'{"layout":"fff0",', ""),
+    ("", b'"protocol":"elm327"}', "be 5e 1b f3"),
+    ("fe d2 00 04 5c 36 00 00 00 00 01 14 00", b"580 FB FF 4F 14 00 5", "df f3 d8 e8"),
+    ("fe d2 c0 3d 5d 36 00 00 00 00 01 08 00", b"0 00 00\r", "f7 35 1f 49"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("version", [3, 2])
+def test_the_adapter_example_of_docs_protocol_md(tmp_path, version):
+    # Byte for byte as docs/protocol.md, section 7, "Example", writes it.
+    blob = bytes.fromhex(f"89 4f 32 58 43 41 50 0a 0{version} 00 6b 00 00 00") + EXAMPLE_METADATA
+    if version == 3:
+        blob += bytes.fromhex("e5 56 43 86")
+    for head, payload, crc in EXAMPLE_RECORDS:
+        if version == 3:
+            blob += bytes.fromhex(head) + payload + bytes.fromhex(crc)
+        else:  # version 2: neither
+            blob += bytes.fromhex(head)[2:] + payload
     path = tmp_path / "example.o2xcap"
-    path.write_bytes(
-        bytes.fromhex("89 4f 32 58 43 41 50 0a 02 00 6b 00 00 00")
-        + metadata
-        + bytes.fromhex("00 23 66 30 00 00 00 00 02 11 00")
-        + b"E2:4D:C9:F0:90:CC"
-        + bytes.fromhex("40 62 66 30 00 00 00 00 04 25 00")
-        + b'{"layout":"fff0","protocol":"elm327"}'
-        + bytes.fromhex("00 04 5c 36 00 00 00 00 01 14 00")
-        + b"580 FB FF 4F 14 00 5"
-        + bytes.fromhex("c0 3d 5d 36 00 00 00 00 01 08 00")
-        + b"0 00 00\r"
-    )
+    path.write_bytes(blob)
     with CaptureReader.open(path) as reader:
         items = list(replay(reader))
+        assert reader.problem is None
+        assert reader.damage == []
     assert [(offset, type(item)) for offset, item in items] == [
         (812_000_000, LinkChange),
         (812_016_192, AdapterOpened),

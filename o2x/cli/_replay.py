@@ -40,6 +40,9 @@ from ._common import (
 #: Files at least this big get a progress bar (on a terminal).
 PROGRESS_FROM: Final = 1 << 20
 
+#: How many damaged spans of a capture are listed, one a line.
+_DAMAGE_LINES: Final = 5
+
 #: How a link's protocol is named in the text output.
 _PROTOCOL_NAMES: Final = {"elm327": "ELM327", "slcan": "SLCAN"}
 
@@ -243,6 +246,13 @@ def replay_file(
     When the output's reader stops reading (``o2x replay ... | head``), the
     ``BrokenPipeError`` ends decoding, and the command ends quietly
     (:func:`~o2x.cli._common.pipe_closed_quietly`).
+
+    A capture with damaged records (a version-3 capture's records that fail their
+    checksum) is replayed whole, every intact record of it, and the plot drawn; then
+    a :class:`Failure` says what was skipped, with the status ``ExitCode.CAPTURE``
+    (6), so that a script sees that the output lacks records. A recording that was
+    interrupted (a last record cut short, zeros at the end) is no damage: a warning,
+    and the status 0.
     """
     from ..can.log import LOG_SUFFIXES
 
@@ -335,6 +345,23 @@ def _replay_can_log(
                 f"cannot write the plot {plot}: {exc.strerror or exc}", ExitCode.CAPTURE
             ) from None
         notes.print(f"Plot written to {plot}")
+
+
+def _damage_notes(path: Path, reader: CaptureReader) -> list[str]:
+    """A warning line per damaged span of ``reader`` (the first few), when the error
+    that ends the replay, which names the first, does not say it all."""
+    if len(reader.damage) < 2:
+        return []
+    lines = [
+        f"Warning: {path}: bytes {span.start} to {span.end} ({span.size}) hold no intact "
+        "record; skipped"
+        for span in reader.damage[:_DAMAGE_LINES]
+    ]
+    if len(reader.damage) > _DAMAGE_LINES:
+        lines.append(
+            f"Warning: {path}: and {len(reader.damage) - _DAMAGE_LINES} more damaged spans"
+        )
+    return lines
 
 
 def _log_time(timestamp: float) -> dt.datetime:
@@ -443,6 +470,8 @@ def _replay_file(
             f"Warning: {path}: {skipped} notifications of an adapter whose protocol this o2x "
             "cannot read were skipped"
         )
+    for line in _damage_notes(path, reader):
+        err.print(line)
     if reader.problem is not None:
         err.print(f"Warning: {path}: {reader.problem}; the records before it were read")
     if reader.backwards:
@@ -465,3 +494,7 @@ def _replay_file(
                 f"cannot write the plot {plot}: {exc.strerror or exc}", ExitCode.CAPTURE
             ) from None
         notes.print(f"Plot written to {plot}")
+    damaged = reader.damaged
+    if damaged is not None:
+        # After everything that was read: the records around the damage are all out.
+        raise Failure(str(damaged), ExitCode.CAPTURE)
