@@ -286,6 +286,12 @@ class AmiBus:
         )
 
     @property
+    def frame_count(self) -> int:
+        """``stats.frames``, without making the snapshot: the sources read it for every
+        batch of frames, to know whether the batch held any frame o2x reads."""
+        return self._frames
+
+    @property
     def vin(self) -> str | None:
         """The VIN the bus broadcasts (frames 0x710..0x712), once all three were seen."""
         self._catch_up()

@@ -187,7 +187,7 @@ class CanSource:
                 self.recorder = None
         ami = self.ami
         feed = ami.feed
-        before = ami.stats.frames
+        before = ami.frame_count
         for message in batch:
             if message.is_error_frame or message.is_remote_frame:
                 continue
@@ -197,7 +197,7 @@ class CanSource:
                 message.timestamp,
                 is_extended_id=message.is_extended_id,
             )
-        if ami.stats.frames == before:
+        if ami.frame_count == before:
             return  # nothing o2x reads: other traffic, not a sign of the car
         if not self._vin_seen.is_set() and ami.vin is not None:
             self._vin_seen.set()

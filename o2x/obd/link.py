@@ -77,12 +77,12 @@ class AdapterLink:
         self._progress = anyio.Event()
         self._monitor_since = math.inf
         self._pacer = ReadingPacer(ami, wall)
-        self._frames_before = ami.stats.frames  # the bus is kept across links
+        self._frames_before = ami.frame_count  # the bus is kept across links
 
     @property
     def bus_heard(self) -> bool:
         """Whether this link has shown a frame of the car's bus (of ``ami.dbc``)."""
-        return self.ami.stats.frames > self._frames_before
+        return self.ami.frame_count > self._frames_before
 
     # --- driving the session ---------------------------------------------------------
 
@@ -110,15 +110,23 @@ class AdapterLink:
 
     def received(self, chunks: list[bytes]) -> list[Received]:
         """The adapter's output arrived: what it means for the vehicle, in order."""
+        # The hot path (benchmarks/bench_adapter.py): once monitoring, a notification
+        # usually holds frames and nothing else, and the link's task is not woken
+        # for them (see _carry_out); only a new deadline of the session wakes it.
         now = anyio.current_time()
-        before = self.ami.stats.frames
+        ami, session = self.ami, self.session
+        before, deadline = ami.frame_count, session.deadline
         for chunk in chunks:
-            self._carry_out(self.session.received(chunk, now))
-        if self.ami.stats.frames == before or not self.subscribed:
+            self._carry_out(session.received(chunk, now))
+        if session.deadline != deadline:
+            self._moved()
+        if ami.frame_count == before or not self.subscribed:
             return []
-        items = self._pacer.frames_arrived(now, self.vin)
-        if not items:
-            self._moved()  # the task takes the reading held back
+        pacer = self._pacer
+        due = pacer.due
+        items = pacer.frames_arrived(now, self.vin)
+        if not items and pacer.due != due:
+            self._moved()  # a reading is held back now: the task takes it when due
         return items
 
     async def read_vin(self) -> str:
@@ -141,14 +149,21 @@ class AdapterLink:
     # --- the session's actions -----------------------------------------------------
 
     def _carry_out(self, actions: list[Action]) -> None:
+        if not actions:
+            return
         now = anyio.current_time()
         feed = self.ami.feed
+        # Frames wake the task (and read_vin) only before the subscription, while the
+        # VIN is awaited; once readings flow, the pacer says when the task is needed.
+        moved = not self.subscribed
         for action in actions:
             if isinstance(action, Frames):
                 # The adapter's own clock is not trusted: frames are stamped on receipt.
                 for can_id, data in action.frames:
                     feed(can_id, data, now)
-            elif isinstance(action, Send):
+                continue
+            moved = True
+            if isinstance(action, Send):
                 self._outbox.append(action.data)
             elif isinstance(action, Monitoring):
                 self._monitor_since = min(self._monitor_since, now)
@@ -156,7 +171,8 @@ class AdapterLink:
                 if isinstance(action.error, AdapterSpeaksOther) and self._switch(action.error):
                     continue
                 self._failed(action.error)
-        self._moved()
+        if moved:
+            self._moved()
 
     def _switch(self, error: AdapterSpeaksOther) -> bool:
         """Start again in the protocol the adapter speaks, once; whether it did."""
