@@ -21,6 +21,7 @@ from .errors import (
     NoPreviousVehicle,
     O2XError,
     ScanTimeout,
+    StateFileDamaged,
     StateFileError,
 )
 from .machine import Timeouts
@@ -61,6 +62,7 @@ __all__ = [
     "O2XVehicle",
     "ParkBrake",
     "ScanTimeout",
+    "StateFileDamaged",
     "StateFileError",
     "Stream",
     "SystemState",

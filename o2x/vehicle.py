@@ -253,7 +253,8 @@ class O2XVehicle:
     is already raising an exception of its own.
 
     To run without a car, pass ``radio=`` a :class:`o2x.sim.VirtualRadio` holding a
-    :class:`o2x.sim.SimulatedVehicle`.
+    :class:`o2x.sim.SimulatedVehicle`; its vehicle is remembered apart from the
+    real one (see :meth:`first_time`).
     """
 
     def __init__(
@@ -282,7 +283,9 @@ class O2XVehicle:
         if not isinstance(self.timeouts, Timeouts):
             raise TypeError(f"timeouts must be an o2x.Timeouts, not {type(timeouts).__name__}")
         self._radio = radio
-        self._state_path = _state.state_file(state_dir)
+        # A vehicle on a virtual radio is remembered apart from the real one (unless
+        # state_dir says where): a simulated run must not replace the user's car.
+        self._state_path = _state.state_file(state_dir, virtual=radio is not None)
         self._entered = False
         self._closed = False
         self._claimed = False
@@ -338,8 +341,13 @@ class O2XVehicle:
         ``vin`` is checked here (17 characters of ``[A-HJ-NPR-Z0-9]``, any case):
         :class:`~o2x.errors.InvalidVIN` otherwise. Once connected, the vehicle is
         remembered (in ``state_dir``, ``$O2X_STATE_DIR`` or the user's state
-        directory), with the kind of its dongle, for :meth:`previous`. Entering
-        raises :class:`~o2x.errors.ScanTimeout` if nothing is found in time.
+        directory), with the kind of its dongle, for :meth:`previous`. A vehicle
+        on a virtual ``radio=`` is remembered apart, in the ``simulated``
+        directory inside that one, unless ``state_dir`` is given: a simulated run
+        never replaces the real car. A remembered-vehicle file that is damaged is
+        never replaced: entering raises :class:`~o2x.errors.StateFileDamaged`,
+        before any radio is touched. Entering raises
+        :class:`~o2x.errors.ScanTimeout` if nothing is found in time.
         """
         return cls(
             normalize_vin(vin),
@@ -364,9 +372,13 @@ class O2XVehicle:
 
         Through the same kind of dongle as the last time: an O2X dongle is found by
         its VIN again, an OBD adapter at its address (``passkey`` as for
-        :meth:`first_time`). Entering raises :class:`~o2x.errors.NoPreviousVehicle`
-        if no vehicle has been remembered, before any radio is touched. Bound the
-        wait with your own cancel scope (``anyio.fail_after``) if you need one.
+        :meth:`first_time`). The vehicle is the one remembered where
+        :meth:`first_time` remembers it: with a virtual ``radio=`` and no
+        ``state_dir``, the last simulated one. Entering raises
+        :class:`~o2x.errors.NoPreviousVehicle` if no vehicle has been remembered,
+        and :class:`~o2x.errors.StateFileDamaged` if the file is damaged, before
+        any radio is touched. Bound the wait with your own cancel scope
+        (``anyio.fail_after``) if you need one.
         """
         return cls(
             None,
@@ -531,6 +543,10 @@ class O2XVehicle:
             self._vin = remembered.vin
             if remembered.dongle == "adapter":
                 self._adapter = remembered.address
+        elif self._can_bus is None:
+            # The vehicle will be remembered once it streams; a damaged file is never
+            # replaced, so say so now rather than after the scan and the connection.
+            await anyio.to_thread.run_sync(_state.refuse_damaged, self._state_path)
         self._clock = _loop_clock()
         if self._vin is not None:  # else (a CAN bus naming its VIN) once it is known
             self._claim(self._vin)

@@ -8,6 +8,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+from o2x._state import RememberedVehicle, load, save
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -45,6 +47,10 @@ def test_readme_example_runs(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("O2X_STATE_DIR", str(tmp_path))
+    # A machine that remembers a real car: the simulated run must leave it so.
+    real = tmp_path / "vehicle.json"
+    save(real, RememberedVehicle("VXKUHZKXZL4123456", "C1:11:11:11:11:11"))
+    before = real.read_bytes()
     _run_example("## Using the library", backend, 60)
     out = capsys.readouterr().out
     statuses = re.findall(r"^status: (\w+)", out, re.MULTILINE)
@@ -53,7 +59,10 @@ def test_readme_example_runs(
     assert len(re.findall(r"^sample: ", out, re.MULTILINE)) == 5
     assert re.search(r"^battery: \d+ %$", out, re.MULTILINE)
     assert "VehicleStats(" in out
-    assert (tmp_path / "vehicle.json").exists()
+    assert real.read_bytes() == before
+    simulated = load(tmp_path / "simulated" / "vehicle.json")
+    assert simulated is not None
+    assert simulated.vin == "VR1AB12C3D4567890"
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -67,8 +76,18 @@ def test_readme_can_example_runs(backend: str, capsys: pytest.CaptureFixture[str
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_readme_adapter_example_runs(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_readme_adapter_example_runs(
+    backend: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("O2X_STATE_DIR", str(tmp_path))
     _run_example("## Reading the car through a BLE OBD adapter", backend, 30)
+    assert not (tmp_path / "vehicle.json").exists()  # the simulated car is remembered apart
+    simulated = load(tmp_path / "simulated" / "vehicle.json")
+    assert simulated is not None
+    assert simulated.dongle == "adapter"
     out = capsys.readouterr().out
     assert re.search(r"^adapter: [0-9A-F:]{17} verified: True$", out, re.MULTILINE)
     assert "status: parked soc: 80 %" in out
