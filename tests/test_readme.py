@@ -92,3 +92,11 @@ def test_readme_adapter_example_runs(
     assert re.search(r"^adapter: [0-9A-F:]{17} verified: True$", out, re.MULTILINE)
     assert "status: parked soc: 80 %" in out
     assert re.search(r"^pack: \d+\.\d+ V -?\d+\.\d A$", out, re.MULTILINE)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_readme_discover_example_runs(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
+    _run_example("### What is in range, and which Bluetooth adapter", backend, 30)
+    lines = capsys.readouterr().out.splitlines()
+    kinds = sorted(line.split()[:2] for line in lines)
+    assert kinds == [["adapter", "None"], ["o2x", "VR1AB12C3D4567890"]]

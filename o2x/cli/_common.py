@@ -37,6 +37,7 @@ from ..errors import (
 )
 from ..model import Event, EventKind, LiveData, VehicleInfo, VehicleStatus, normalize_vin
 from ..sdk import to_sdk
+from ..transport import SIMULATE_IN_PYTHON
 from ..vehicle import Radio
 
 if TYPE_CHECKING:
@@ -141,7 +142,9 @@ def translate(exc: BaseException) -> BaseException:
     if isinstance(exc, InvalidVIN):
         return Failure(f"{exc}; give the 17-character VIN of the car", ExitCode.USAGE)
     if isinstance(exc, BluetoothUnavailable):
-        return Failure(str(exc), ExitCode.BLUETOOTH)
+        # The library's hint speaks to a Python caller; the command's, to its user.
+        message = str(exc).replace(SIMULATE_IN_PYTHON, "use a simulated vehicle (--simulate)")
+        return Failure(message, ExitCode.BLUETOOTH)
     if isinstance(exc, ScanTimeout | ConnectionFailed):
         return Failure(str(exc), ExitCode.NOT_FOUND)
     if isinstance(exc, StateFileDamaged):
