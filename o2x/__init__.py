@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from .discovery import DiscoveredDongle, discover
 from .errors import (
     AlreadySubscribed,
     BluetoothUnavailable,
@@ -21,6 +22,7 @@ from .errors import (
     NoPreviousVehicle,
     O2XError,
     ScanTimeout,
+    StateFileDamaged,
     StateFileError,
 )
 from .machine import Timeouts
@@ -39,7 +41,7 @@ from .model import (
     derive_status,
     normalize_vin,
 )
-from .vehicle import O2XVehicle, Stream, VehicleStats, current_vin
+from .vehicle import O2XVehicle, Radio, Stream, VehicleStats, current_vin
 
 __version__ = "0.1.0.dev0"
 
@@ -49,6 +51,7 @@ __all__ = [
     "BatteryState",
     "BluetoothUnavailable",
     "ConnectionFailed",
+    "DiscoveredDongle",
     "Event",
     "EventKind",
     "FrameError",
@@ -60,7 +63,9 @@ __all__ = [
     "O2XError",
     "O2XVehicle",
     "ParkBrake",
+    "Radio",
     "ScanTimeout",
+    "StateFileDamaged",
     "StateFileError",
     "Stream",
     "SystemState",
@@ -71,5 +76,6 @@ __all__ = [
     "VehicleStatus",
     "current_vin",
     "derive_status",
+    "discover",
     "normalize_vin",
 ]

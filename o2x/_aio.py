@@ -119,23 +119,35 @@ class AsyncioPortal:
 
 
 @asynccontextmanager
-async def open_portal() -> AsyncIterator[AsyncioPortal]:
+async def open_portal(
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> AsyncIterator[AsyncioPortal]:
     """Open a portal to an asyncio loop suitable for bleak and Bumble.
+
+    ``loop``: a loop already running (in this thread, or in one of its own), which
+    the portal reaches and leaves running; without it, the caller's own loop under
+    asyncio, or a loop in a thread of the portal's under trio.
 
     >>> async def main():                                  # doctest: +SKIP
     ...     async with open_portal() as portal:
     ...         devices = await portal.run(BleakScanner.discover)
     """
     library = sniffio.current_async_library()
-    if library == "asyncio":
-        loop = asyncio.get_running_loop()
-        yield AsyncioPortal(loop, loop.call_soon_threadsafe, same_loop=True)
-        return
-    if library != "trio":
+    if library not in ("asyncio", "trio"):
         raise RuntimeError(f"o2x runs on asyncio or trio, not {library}")
+    if library == "asyncio":
+        running = asyncio.get_running_loop()
+        if loop is None or loop is running:
+            yield AsyncioPortal(running, running.call_soon_threadsafe, same_loop=True)
+        else:
+            yield AsyncioPortal(loop, running.call_soon_threadsafe, same_loop=False)
+        return
     import trio
 
     token = trio.lowlevel.current_trio_token()
+    if loop is not None:
+        yield AsyncioPortal(loop, token.run_sync_soon, same_loop=False)
+        return
     thread = _LoopThread()
     await anyio.to_thread.run_sync(thread.start)
     try:

@@ -2,6 +2,7 @@
 
 An ``O2XVehicle`` writes it once it streams (after ``first_time`` or ``previous``),
 and ``O2XVehicle.previous`` reads it: the SDK's "previously subscribed vehicle".
+Vehicles on a virtual radio are remembered apart (:func:`state_file`'s ``virtual``).
 """
 
 from __future__ import annotations
@@ -11,20 +12,37 @@ import json
 import os
 import re
 import stat
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import attrs
 import platformdirs
 
-from .errors import InvalidVIN, StateFileError
+from .errors import InvalidVIN, StateFileDamaged, StateFileError
 from .model import _quote, normalize_vin
 
-__all__ = ["STATE_DIR_ENV", "RememberedVehicle", "load", "save", "state_file"]
+__all__ = [
+    "STATE_DIR_ENV",
+    "VIRTUAL_DIR",
+    "RememberedVehicle",
+    "load",
+    "refuse_damaged",
+    "save",
+    "state_file",
+]
 
 #: Environment variable that moves the state directory.
 STATE_DIR_ENV = "O2X_STATE_DIR"
 _FILE_NAME = "vehicle.json"
+#: The subdirectory of the state directory where vehicles on a virtual radio are
+#: remembered, so that a simulated run never replaces the user's real car.
+VIRTUAL_DIR = "simulated"
+# Temporary files of a save are named so; one older than this is a save that was
+# killed before its rename (a save takes milliseconds), and the next save removes it.
+_TEMP_PREFIX, _TEMP_SUFFIX = ".vehicle-", ".tmp"
+_STALE_TEMP_AGE = 10 * 60.0
 _FORMAT = 1
 # A remembered vehicle takes under 200 bytes: anything much larger is not one.
 _MAX_SIZE = 64 * 1024
@@ -53,19 +71,26 @@ class RememberedVehicle:
     dongle: str = "o2x"
 
 
-def state_file(state_dir: str | os.PathLike[str] | None = None) -> Path:
+def state_file(state_dir: str | os.PathLike[str] | None = None, *, virtual: bool = False) -> Path:
     """Where the remembered vehicle lives: ``state_dir``, else ``$O2X_STATE_DIR``,
-    else the user's state directory (``~/.local/state/o2x`` on Linux)."""
+    else the user's state directory (``~/.local/state/o2x`` on Linux).
+
+    With ``virtual`` (a vehicle on a virtual radio) and no ``state_dir``, the
+    ``simulated`` directory inside that default one: the vehicle of a simulated run
+    is never the one a real run finds with ``previous()``.
+    """
     if state_dir is None:
-        state_dir = os.environ.get(STATE_DIR_ENV) or platformdirs.user_state_dir("o2x")
+        default = os.environ.get(STATE_DIR_ENV) or platformdirs.user_state_dir("o2x")
+        state_dir = Path(default) / VIRTUAL_DIR if virtual else Path(default)
     return Path(state_dir) / _FILE_NAME
 
 
 def load(path: Path) -> RememberedVehicle | None:
     """The remembered vehicle, or ``None`` if there is none yet.
 
-    A file that exists but cannot be understood raises :class:`StateFileError`
-    naming it; it is never silently replaced.
+    A file that exists but cannot be understood raises :class:`StateFileDamaged`
+    naming it and what is wrong; one that cannot be read, :class:`StateFileError`.
+    Neither is ever silently replaced (see :func:`save`).
     """
     try:
         raw = _read(path)
@@ -78,9 +103,12 @@ def load(path: Path) -> RememberedVehicle | None:
     try:
         return _parse(raw)
     except (ValueError, TypeError, RecursionError, InvalidVIN) as exc:
-        raise StateFileError(
-            f"the remembered-vehicle file {_shown(path)} is damaged ({exc}); "
-            "delete it and connect with O2XVehicle.first_time(vin) again"
+        raise StateFileDamaged(
+            f"the remembered-vehicle file {_shown(path)} is damaged ({exc}) and is left "
+            "as it is; delete it (or move it away) and connect with "
+            "O2XVehicle.first_time(vin) again",
+            path=_shown(path),
+            problem=str(exc),
         ) from exc
 
 
@@ -161,13 +189,19 @@ def _checked(vehicle: RememberedVehicle) -> RememberedVehicle:
 def save(path: Path, vehicle: RememberedVehicle) -> None:
     """Write ``vehicle`` to ``path`` atomically: a crash leaves the old file or the new one.
 
-    The file is created readable and writable by its owner only. A vehicle that
-    :func:`load` would refuse to read back is not written: StateFileError.
+    The file is created readable and writable by its owner only, and the
+    directories created for it (parents included) accessible by their owner only
+    (0700, whatever the umask). A vehicle that :func:`load` would refuse to read
+    back is not written: StateFileError. Nor is a damaged file replaced: the
+    :class:`StateFileDamaged` that :func:`load` raises for it is raised. Temporary
+    files that saves killed before their rename left in the directory, over ten
+    minutes old, are removed.
     """
     try:
         checked = _checked(vehicle)
     except (ValueError, InvalidVIN) as exc:
         raise StateFileError(f"cannot remember the vehicle in {_shown(path)}: {exc}") from exc
+    refuse_damaged(path)
     payload = json.dumps(
         {
             "format": _FORMAT,
@@ -177,10 +211,14 @@ def save(path: Path, vehicle: RememberedVehicle) -> None:
         }
     )
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(prefix=".vehicle-", suffix=".tmp", dir=path.parent)
+        _make_private_dirs(path.parent)
+        _remove_stale_temp_files(path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=path.parent)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:  # mkstemp creates it 0600
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                if sys.platform != "win32":
+                    # mkstemp creates it 0600 less the umask's bits: 0600 whatever the umask.
+                    os.fchmod(f.fileno(), 0o600)
                 f.write(payload)
                 f.flush()
                 os.fsync(f.fileno())
@@ -195,6 +233,67 @@ def save(path: Path, vehicle: RememberedVehicle) -> None:
         raise StateFileError(
             f"cannot remember the vehicle in {_shown(path)}: not a usable path ({exc})"
         ) from OSError(errno.EINVAL, f"not a usable path ({exc})")
+
+
+def refuse_damaged(path: Path) -> None:
+    """Raise :class:`StateFileDamaged` if ``path`` holds a file :func:`load` finds damaged.
+
+    What is there must be a remembered vehicle, or nothing: a file the user put
+    there, or one a later version wrote, is theirs to deal with. A file that cannot
+    be read at all (no permission, a directory in the way) is left to the write,
+    which says what is wrong if it matters. (Checked, then replaced: a file
+    damaged in between is replaced, as a file written then would be.)
+    """
+    try:
+        load(path)
+    except StateFileDamaged:
+        raise
+    except StateFileError:
+        pass
+
+
+def _make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and its missing parents, each 0700; leave existing ones be."""
+    missing: list[Path] = []
+    while not os.path.lexists(directory):
+        missing.append(directory)
+        if directory.parent == directory:
+            break
+        directory = directory.parent
+    for created in reversed(missing):
+        try:
+            created.mkdir(mode=0o700)
+        except FileExistsError:  # made meanwhile by someone else: theirs, not ours to change
+            continue
+        # mkdir's mode is masked by the umask: set the mode itself. Between the two
+        # calls the directory is at most 0700, never more open.
+        os.chmod(created, 0o700)
+
+
+def _remove_stale_temp_files(directory: Path) -> None:
+    """Remove the temporary files of saves killed before their rename, once stale.
+
+    By age, not by process: a save holds its temporary file for milliseconds, so one
+    older than ``_STALE_TEMP_AGE`` belongs to no save still running (a process ID in
+    the name could not say as much: PIDs are reused, and other machines or
+    containers may share the directory). Only regular files of ours are removed;
+    failing to remove one is no reason to fail the save.
+    """
+    oldest = time.time() - _STALE_TEMP_AGE
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(_TEMP_PREFIX) and name.endswith(_TEMP_SUFFIX)):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(info.st_mode) and info.st_mtime < oldest:
+                os.unlink(entry.path)
+        except OSError:
+            continue
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "O2XError",
     "SDKFormatError",
     "ScanTimeout",
+    "StateFileDamaged",
     "StateFileError",
     "TruncatedFrame",
     "UnknownFrameType",
@@ -111,6 +112,21 @@ class SDKFormatError(O2XError, ValueError):
 
 class StateFileError(O2XError, OSError):
     """The file remembering the previous vehicle cannot be read or written."""
+
+
+class StateFileDamaged(StateFileError):
+    """The file remembering the previous vehicle holds something o2x cannot read back.
+
+    o2x never replaces such a file: ``previous()`` and ``first_time()`` raise this on
+    entry, before any radio is touched. ``path`` is the file, ``problem`` says what is
+    wrong with it; deleting (or moving) the file lets the next connection remember
+    the vehicle again.
+    """
+
+    def __init__(self, message: str, *, path: str, problem: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.problem = problem
 
 
 # --- OBD adapters ------------------------------------------------------------

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import platform
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from bleak import BleakClient, BleakScanner
@@ -35,7 +36,7 @@ from .obd.layouts import (
     uuid16,
 )
 
-__all__ = ["BleakLink", "LinkSink", "bluetooth_hint"]
+__all__ = ["BleakLink", "DongleScan", "LinkSink", "bluetooth_hint", "classify"]
 
 _log = logging.getLogger(__name__)
 
@@ -72,13 +73,19 @@ class LinkSink(Protocol):
         """Link ``generation`` went down without being asked to."""
 
 
-def bluetooth_hint() -> str:
-    """One line saying what to check when the system's Bluetooth cannot be used."""
+#: What the library offers instead of the system's Bluetooth, in a Python caller's
+#: words; the command line says ``--simulate`` (``bluetooth_hint(simulate=...)``).
+SIMULATE_IN_PYTHON = "pass radio=o2x.sim.VirtualRadio() to use a simulated vehicle"
+
+
+def bluetooth_hint(*, simulate: str = SIMULATE_IN_PYTHON) -> str:
+    """One line saying what to check when the system's Bluetooth cannot be used;
+    ``simulate`` says how to do without it."""
     system = platform.system()
     if system == "Linux":
         return (
             "check that a Bluetooth adapter is present and the BlueZ service is running "
-            "(`bluetoothctl show`), or use a simulated vehicle (--simulate)"
+            f"(`bluetoothctl show`), or {simulate}"
         )
     if system == "Darwin":
         return (
@@ -86,6 +93,61 @@ def bluetooth_hint() -> str:
             "(System Settings > Privacy & Security > Bluetooth)"
         )
     return "check that Bluetooth is switched on and an adapter is present"
+
+
+def classify(device: BLEDevice, advertisement: AdvertisementData) -> tuple[str | None, str] | None:
+    """What a scan heard: ``(vin, name)`` for an O2X dongle, ``(None, name)`` for
+    what looks like a BLE OBD adapter, ``None`` for anything else."""
+    vin = advertised_vin(advertisement.manufacturer_data)
+    name = advertisement.local_name or device.name or ""
+    if vin is None and not looks_like_adapter(advertisement.service_uuids, name):
+        return None
+    return vin, name
+
+
+class DongleScan:
+    """A scan for dongles, on the portal's loop, each heard reported to ``seen`` on
+    the caller's: ``seen(device, vin, name, rssi)``, ``vin`` ``None`` for an adapter."""
+
+    def __init__(
+        self,
+        portal: AsyncioPortal,
+        seen: Callable[[BLEDevice, str | None, str, int], object],
+        *,
+        scanner_kwargs: dict[str, Any] | None = None,
+        system_bluetooth: bool = True,
+    ) -> None:
+        self._portal = portal
+        self._seen = seen
+        self._scanner_kwargs = scanner_kwargs or {}
+        self._system = system_bluetooth
+        self._scanner: BleakScanner | None = None
+
+    async def start(self) -> None:
+        """Start scanning: BluetoothUnavailable (the system's) or ConnectionFailed."""
+        scanner = BleakScanner(detection_callback=self._detected, **self._scanner_kwargs)
+        self._scanner = scanner  # first: a start cut short may have started the scan
+        try:
+            await scanner.start()
+        except (OSError, BleakError) as exc:
+            self._scanner = None
+            raise _unavailable(self._system, "scan", exc) from exc
+
+    async def stop(self) -> None:
+        """Stop scanning (nothing happens if not scanning)."""
+        scanner, self._scanner = self._scanner, None
+        if scanner is None:
+            return
+        try:
+            await scanner.stop()
+        except (OSError, BleakError) as exc:
+            _log.debug("stopping the scan failed: %s", exc)
+
+    def _detected(self, device: BLEDevice, advertisement: AdvertisementData) -> None:
+        heard = classify(device, advertisement)
+        if heard is not None:
+            vin, name = heard
+            self._portal.to_caller_soon(self._seen, device, vin, name, advertisement.rssi)
 
 
 class BleakLink:
@@ -151,11 +213,16 @@ class BleakLink:
         except (OSError, BleakError) as exc:
             _log.debug("stopping the scan failed: %s", exc)
 
+    def remember_device(self, device: BLEDevice) -> None:
+        """Connect to ``device`` itself, not only its address, when asked for it
+        (bleak's ``BLEDevice`` carries what some backends need to connect)."""
+        self._devices[device.address] = device
+
     def _detected(self, device: BLEDevice, advertisement: AdvertisementData) -> None:
-        vin = advertised_vin(advertisement.manufacturer_data)
-        name = advertisement.local_name or device.name
-        if vin is None and not looks_like_adapter(advertisement.service_uuids, name):
+        heard = classify(device, advertisement)
+        if heard is None:
             return
+        vin, name = heard
         self._devices[device.address] = device
         if name:
             self._names[device.address] = name
@@ -376,11 +443,14 @@ class BleakLink:
         return ConnectionFailed(f"{what}: {_describe(exc)}")
 
     def _unavailable(self, what: str, exc: BaseException) -> Exception:
-        if not self._system:
-            return ConnectionFailed(f"the radio failed to {what}: {_describe(exc)}")
-        return BluetoothUnavailable(
-            f"Bluetooth is not available ({_describe(exc)}): {bluetooth_hint()}"
-        )
+        return _unavailable(self._system, what, exc)
+
+
+def _unavailable(system: bool, what: str, exc: BaseException) -> Exception:
+    if not system:
+        return ConnectionFailed(f"the radio failed to {what}: {_describe(exc)}")
+    hint = bluetooth_hint()
+    return BluetoothUnavailable(f"Bluetooth is not available ({_describe(exc)}): {hint}")
 
 
 def _describe(exc: BaseException) -> str:

@@ -17,7 +17,7 @@ import os
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 
@@ -28,7 +28,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import _state
-from ._aio import AsyncioPortal, open_portal
+from ._aio import open_portal
 from .errors import (
     AlreadySubscribed,
     NoPreviousVehicle,
@@ -66,6 +66,10 @@ from .source import Received, Source
 
 if TYPE_CHECKING:
     import can
+    from bleak.args.bluez import BlueZScannerArgs
+    from bleak.args.corebluetooth import CBScannerArgs
+    from bleak.args.winrt import WinRTClientArgs
+    from bleak.backends.device import BLEDevice
 
 _DELIVERIES = (DeliverSample, DeliverStatus, DeliverEvent)
 #: Readings kept while the subscription's confirmation is being handled, at most.
@@ -102,17 +106,91 @@ def current_vin() -> str | None:
 
 
 class Radio(Protocol):
-    """Something standing in for the system's Bluetooth, such as :class:`o2x.sim.VirtualRadio`."""
+    """Something standing in for the system's Bluetooth (``radio=``), such as
+    :class:`o2x.sim.VirtualRadio`: a bleak backend, and the loop it runs on.
+
+    o2x makes bleak's ``BleakScanner(**radio.scanner_kwargs())`` and
+    ``BleakClient(device, **radio.client_kwargs())`` and calls them on
+    ``radio.loop``, from asyncio or trio. A vehicle on a radio is remembered apart
+    from real ones (see :meth:`O2XVehicle.first_time`).
+    """
 
     @property
-    def portal(self) -> AsyncioPortal:
-        """The portal to the asyncio loop the radio's BLE stack lives on."""
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The running asyncio loop the radio's BLE stack lives on: the caller's own
+        under asyncio, or one in another thread."""
 
     def scanner_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``bleak.BleakScanner``."""
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``bleak.BleakClient``."""
+
+
+def _check_radio_options(radio: Radio | None, **options: object) -> None:
+    """ValueError if bleak's options for the system's Bluetooth come with a ``radio``."""
+    given = [f"{name}=" for name, value in options.items() if value is not None]
+    if radio is not None and given:
+        raise ValueError(
+            f"{' and '.join(given)} {'is an option' if len(given) == 1 else 'are options'} "
+            "of the system's Bluetooth, and a radio= stands in for it with its own "
+            "scanner_kwargs() and client_kwargs(): give one or the other"
+        )
+
+
+def _adapter_choice(adapter: str | BLEDevice | None) -> tuple[str | None, BLEDevice | None]:
+    """The address ``adapter=`` names and the BLEDevice it is, if it is one; TypeError
+    if it is neither that nor an address."""
+    if adapter is None or isinstance(adapter, str):
+        return adapter, None
+    # Imported here: bleak takes a while to import, and a CAN bus needs none of it.
+    from bleak.backends.device import BLEDevice
+
+    if isinstance(adapter, BLEDevice):
+        return adapter.address, adapter
+    raise TypeError(
+        "adapter= takes the adapter's address, or the bleak BLEDevice a scan found "
+        f"(o2x.discover()'s .device), not {type(adapter).__name__}"
+    )
+
+
+def _bleak_options(
+    *,
+    bluez: BlueZScannerArgs | None = None,
+    cb: CBScannerArgs | None = None,
+    winrt: WinRTClientArgs | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """bleak's platform options, as keyword arguments for its scanner and its client.
+
+    ``bluez`` is ``BleakScanner``'s (``adapter``, ``filters``, ``or_patterns``); its
+    ``adapter`` is also the client's, so that the car is connected to through the
+    adapter that found it. ``cb`` is the scanner's on macOS, ``winrt`` the client's
+    on Windows. TypeError for anything that is not a dictionary.
+    """
+    scanner: dict[str, Any] = {}
+    client: dict[str, Any] = {}
+    for keyword, value in (("bluez", bluez), ("cb", cb), ("winrt", winrt)):
+        if value is not None and not isinstance(value, Mapping):
+            raise TypeError(
+                f"{keyword}= takes a dictionary of bleak's {keyword} options "
+                f"(such as {_EXAMPLES[keyword]}), not {type(value).__name__}"
+            )
+    if bluez:
+        scanner["bluez"] = dict(bluez)
+        if "adapter" in bluez:
+            client["bluez"] = {"adapter": bluez["adapter"]}
+    if cb:
+        scanner["cb"] = dict(cb)
+    if winrt:
+        client["winrt"] = dict(winrt)
+    return scanner, client
+
+
+_EXAMPLES = {
+    "bluez": '{"adapter": "hci1"}',
+    "cb": '{"use_bdaddr": True}',
+    "winrt": '{"address_type": "random"}',
+}
 
 
 @attrs.frozen
@@ -254,7 +332,8 @@ class O2XVehicle:
     is already raising an exception of its own.
 
     To run without a car, pass ``radio=`` a :class:`o2x.sim.VirtualRadio` holding a
-    :class:`o2x.sim.SimulatedVehicle`.
+    :class:`o2x.sim.SimulatedVehicle`; its vehicle is remembered apart from the
+    real one (see :meth:`first_time`).
     """
 
     def __init__(
@@ -266,12 +345,17 @@ class O2XVehicle:
         radio: Radio | None = None,
         state_dir: str | os.PathLike[str] | None = None,
         can_bus: can.BusABC | None = None,
-        adapter: str | None = None,
+        adapter: str | BLEDevice | None = None,
         passkey: str = DEFAULT_PASSKEY,
+        bluez: BlueZScannerArgs | None = None,
+        cb: CBScannerArgs | None = None,
+        winrt: WinRTClientArgs | None = None,
     ) -> None:
         # Use first_time(), previous() or over_can(); this signature is not part of the API.
         self._vin = vin
-        self._adapter = adapter
+        self._adapter, self._device = _adapter_choice(adapter)
+        _check_radio_options(radio, bluez=bluez, cb=cb, winrt=winrt)
+        self._system_kwargs = _bleak_options(bluez=bluez, cb=cb, winrt=winrt)
         if not (isinstance(passkey, str) and len(passkey) == 6 and passkey.isdigit()):
             raise ValueError(f"a BLE passkey is six digits, not {passkey!r}")
         self._passkey = passkey
@@ -283,7 +367,9 @@ class O2XVehicle:
         if not isinstance(self.timeouts, Timeouts):
             raise TypeError(f"timeouts must be an o2x.Timeouts, not {type(timeouts).__name__}")
         self._radio = radio
-        self._state_path = _state.state_file(state_dir)
+        # A vehicle on a virtual radio is remembered apart from the real one (unless
+        # state_dir says where): a simulated run must not replace the user's car.
+        self._state_path = _state.state_file(state_dir, virtual=radio is not None)
         self._entered = False
         self._closed = False
         self._claimed = False
@@ -322,8 +408,11 @@ class O2XVehicle:
         timeouts: Timeouts | None = None,
         radio: Radio | None = None,
         state_dir: str | os.PathLike[str] | None = None,
-        adapter: str | None = None,
+        adapter: str | BLEDevice | None = None,
         passkey: str = DEFAULT_PASSKEY,
+        bluez: BlueZScannerArgs | None = None,
+        cb: CBScannerArgs | None = None,
+        winrt: WinRTClientArgs | None = None,
     ) -> Self:
         """Subscribe to a new vehicle: scan for ``vin``, for at most ``timeouts.scan`` s.
 
@@ -331,16 +420,30 @@ class O2XVehicle:
         advertises; a BLE OBD adapter in the car's OBD port (ELM327-compatible, or
         a WiCAN) is connected to, and its car's VIN read off the bus; an adapter
         in another car is left alone and the scan goes on. ``adapter=`` names the
-        adapter's address: others are ignored, and it is used even if its car's bus
-        broadcasts no VIN (``stats.identity_verified`` then says the VIN was taken
-        on trust; ``docs/obd.md`` has the whole rule). An adapter that pairs with a
-        passkey (a WiCAN) is paired with ``passkey``, its factory one by default.
+        adapter's address, or is the bleak ``BLEDevice`` a scan found
+        (:func:`o2x.discover`'s ``.device``): others are ignored, and it is used even
+        if its car's bus broadcasts no VIN (``stats.identity_verified`` then says the
+        VIN was taken on trust; ``docs/obd.md`` has the whole rule). An adapter that
+        pairs with a passkey (a WiCAN) is paired with ``passkey``, its factory one by
+        default.
+
+        ``bluez``, ``cb`` and ``winrt`` are bleak's own options for the system's
+        Bluetooth, as ``BleakScanner`` and ``BleakClient`` take them: the
+        ``bluez`` dictionary goes to the scanner, and its ``adapter`` to the client
+        too (``bluez={"adapter": "hci1"}`` uses the second Bluetooth adapter on
+        Linux), ``cb`` to the scanner on macOS, ``winrt`` to the client on Windows.
+        With a ``radio=`` they are a ValueError: it brings its own.
 
         ``vin`` is checked here (17 characters of ``[A-HJ-NPR-Z0-9]``, any case):
         :class:`~o2x.errors.InvalidVIN` otherwise. Once connected, the vehicle is
         remembered (in ``state_dir``, ``$O2X_STATE_DIR`` or the user's state
-        directory), with the kind of its dongle, for :meth:`previous`. Entering
-        raises :class:`~o2x.errors.ScanTimeout` if nothing is found in time.
+        directory), with the kind of its dongle, for :meth:`previous`. A vehicle
+        on a virtual ``radio=`` is remembered apart, in the ``simulated``
+        directory inside that one, unless ``state_dir`` is given: a simulated run
+        never replaces the real car. A remembered-vehicle file that is damaged is
+        never replaced: entering raises :class:`~o2x.errors.StateFileDamaged`,
+        before any radio is touched. Entering raises
+        :class:`~o2x.errors.ScanTimeout` if nothing is found in time.
         """
         return cls(
             normalize_vin(vin),
@@ -350,6 +453,9 @@ class O2XVehicle:
             state_dir=state_dir,
             adapter=adapter,
             passkey=passkey,
+            bluez=bluez,
+            cb=cb,
+            winrt=winrt,
         )
 
     @classmethod
@@ -360,14 +466,21 @@ class O2XVehicle:
         radio: Radio | None = None,
         state_dir: str | os.PathLike[str] | None = None,
         passkey: str = DEFAULT_PASSKEY,
+        bluez: BlueZScannerArgs | None = None,
+        cb: CBScannerArgs | None = None,
+        winrt: WinRTClientArgs | None = None,
     ) -> Self:
         """Subscribe to the vehicle subscribed last; scan for it without a time limit.
 
         Through the same kind of dongle as the last time: an O2X dongle is found by
-        its VIN again, an OBD adapter at its address (``passkey`` as for
-        :meth:`first_time`). Entering raises :class:`~o2x.errors.NoPreviousVehicle`
-        if no vehicle has been remembered, before any radio is touched. Bound the
-        wait with your own cancel scope (``anyio.fail_after``) if you need one.
+        its VIN again, an OBD adapter at its address (``passkey``, ``bluez``,
+        ``cb`` and ``winrt`` as for :meth:`first_time`). The vehicle is the one remembered where
+        :meth:`first_time` remembers it: with a virtual ``radio=`` and no
+        ``state_dir``, the last simulated one. Entering raises
+        :class:`~o2x.errors.NoPreviousVehicle` if no vehicle has been remembered,
+        and :class:`~o2x.errors.StateFileDamaged` if the file is damaged, before
+        any radio is touched. Bound the wait with your own cancel scope
+        (``anyio.fail_after``) if you need one.
         """
         return cls(
             None,
@@ -376,6 +489,9 @@ class O2XVehicle:
             radio=radio,
             state_dir=state_dir,
             passkey=passkey,
+            bluez=bluez,
+            cb=cb,
+            winrt=winrt,
         )
 
     @classmethod
@@ -532,6 +648,10 @@ class O2XVehicle:
             self._vin = remembered.vin
             if remembered.dongle == "adapter":
                 self._adapter = remembered.address
+        elif self._can_bus is None:
+            # The vehicle will be remembered once it streams; a damaged file is never
+            # replaced, so say so now rather than after the scan and the connection.
+            await anyio.to_thread.run_sync(_state.refuse_damaged, self._state_path)
         self._clock = _loop_clock()
         if self._vin is not None:  # else (a CAN bus naming its VIN) once it is known
             self._claim(self._vin)
@@ -578,16 +698,17 @@ class O2XVehicle:
 
         assert self._vin is not None
         if self._radio is not None:
-            portal = self._radio.portal
             scanner_kwargs, client_kwargs = (
                 self._radio.scanner_kwargs(),
                 self._radio.client_kwargs(),
             )
+            portal_cm = open_portal(self._radio.loop)
         else:
-            self._portal_cm = open_portal()
-            portal = await self._portal_cm.__aenter__()
-            scanner_kwargs, client_kwargs = {}, {}
-        return DongleSource(
+            scanner_kwargs, client_kwargs = self._system_kwargs
+            portal_cm = open_portal()
+        portal = await portal_cm.__aenter__()
+        self._portal_cm = portal_cm
+        dongle = DongleSource(
             portal,
             self,
             vin=self._vin,
@@ -597,6 +718,9 @@ class O2XVehicle:
             vin_wait=min(self.timeouts.loose_connection, MAX_VIN_WAIT),
             passkey=self._passkey,
         )
+        if self._device is not None:
+            dongle.remember_device(self._device)
+        return dongle
 
     async def __aexit__(
         self,

@@ -378,6 +378,21 @@ def test_a_damaged_state_file_is_named(args, state_dir):
     assert_failure(result, 5, f"{path} is damaged", "delete it")
 
 
+@pytest.mark.parametrize("simulate", [True, False])
+def test_connecting_never_replaces_a_damaged_state_file(simulate, state_dir):
+    # It used to be replaced by the vehicle connected to, and the command exit 0.
+    path = state_dir / "simulated" / "vehicle.json" if simulate else state_dir / "vehicle.json"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x00garbage")
+    args = ("--simulate",) if simulate else ("--timeout", "5")
+    result = o2x("watch", VIN, "--json", "--count", "1", *args)
+    assert_failure(result, 5, str(path), "is damaged (", "left as it is", "delete it")
+    assert "first_time" not in result.stderr  # the command's own words, not the library's
+    assert "STATE_DIR" not in result.stderr  # nothing to do with a directory not writable
+    assert result.stdout == ""  # refused before connecting, not after
+    assert path.read_bytes() == b"\x00garbage"
+
+
 def test_help_lists_the_exit_codes():
     result = o2x("--help")
     assert result.exit_code == 0

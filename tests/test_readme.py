@@ -13,6 +13,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+from o2x._state import RememberedVehicle, load, save
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 #: The examples that run a session (``anyio.run(main)``), each run below by a test of
 #: its own, on both backends and with checks of what it prints.
@@ -148,6 +150,10 @@ def test_readme_example_runs(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("O2X_STATE_DIR", str(tmp_path))
+    # A machine that remembers a real car: the simulated run must leave it so.
+    real = tmp_path / "vehicle.json"
+    save(real, RememberedVehicle("VXKUHZKXZL4123456", "C1:11:11:11:11:11"))
+    before = real.read_bytes()
     _run_example(SESSION_EXAMPLES[0], backend, 60)
     out = capsys.readouterr().out
     statuses = re.findall(r"^status: (\w+)", out, re.MULTILINE)
@@ -156,7 +162,10 @@ def test_readme_example_runs(
     assert len(re.findall(r"^sample: ", out, re.MULTILINE)) == 5
     assert re.search(r"^battery: \d+ %$", out, re.MULTILINE)
     assert "VehicleStats(" in out
-    assert (tmp_path / "vehicle.json").exists()
+    assert real.read_bytes() == before
+    simulated = load(tmp_path / "simulated" / "vehicle.json")
+    assert simulated is not None
+    assert simulated.vin == "VR1AB12C3D4567890"
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -170,9 +179,27 @@ def test_readme_can_example_runs(backend: str, capsys: pytest.CaptureFixture[str
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_readme_adapter_example_runs(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_readme_adapter_example_runs(
+    backend: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("O2X_STATE_DIR", str(tmp_path))
     _run_example(SESSION_EXAMPLES[2], backend, 30)
+    assert not (tmp_path / "vehicle.json").exists()  # the simulated car is remembered apart
+    simulated = load(tmp_path / "simulated" / "vehicle.json")
+    assert simulated is not None
+    assert simulated.dongle == "adapter"
     out = capsys.readouterr().out
     assert re.search(r"^adapter: [0-9A-F:]{17} verified: True$", out, re.MULTILINE)
     assert "status: parked soc: 80 %" in out
     assert re.search(r"^pack: \d+\.\d+ V -?\d+\.\d A$", out, re.MULTILINE)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_readme_discover_example_runs(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
+    _run_example("### What is in range, and which Bluetooth adapter", backend, 30)
+    lines = capsys.readouterr().out.splitlines()
+    kinds = sorted(line.split()[:2] for line in lines)
+    assert kinds == [["adapter", "None"], ["o2x", "VR1AB12C3D4567890"]]

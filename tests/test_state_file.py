@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from o2x import O2XVehicle, StateFileError
+from o2x import O2XVehicle, StateFileDamaged, StateFileError
 from o2x._state import RememberedVehicle, load, save, state_file
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes and signals")
@@ -121,17 +121,29 @@ def test_sigkill_mid_write_leaves_the_old_file_or_the_new_one(
     save(path, A)
     assert load(path) == A
     assert len(_temp_files(directory)) == torn_writes
+    # Once they are stale (no save takes minutes), the next save removes them.
+    for leftover in _temp_files(directory):
+        then = time.time() - 11 * 60
+        os.utime(leftover, (then, then))
+    save(path, B)
+    assert load(path) == B
+    assert _temp_files(directory) == []
 
 
-def test_created_private_in_a_private_directory(tmp_path: Path) -> None:
-    old_umask = os.umask(0)  # even with a permissive umask
+# A permissive umask, the usual one, and one that takes the owner's own bits away.
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o277])
+def test_created_private_in_private_directories(tmp_path: Path, umask: int) -> None:
+    old_umask = os.umask(umask)
     try:
-        path = state_file(tmp_path / "new" / "o2x")
+        path = state_file(tmp_path / "new" / "state" / "o2x")
         save(path, A)
     finally:
         os.umask(old_umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    # Every directory save created, parents included (mkdir -p would leave those
+    # with the umask's default, 0777 under umask 0).
+    for directory in (path.parent, path.parent.parent, path.parent.parent.parent):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
     assert load(path) == A
     assert _temp_files(path.parent) == []
 
@@ -328,3 +340,61 @@ def test_an_unknown_dongle_kind_is_a_damaged_file(tmp_path: Path, dongle: object
     )
     with pytest.raises(StateFileError, match="dongle"):
         load(path)
+
+
+@pytest.mark.parametrize("content", DAMAGED.values(), ids=DAMAGED.keys())
+def test_save_never_replaces_a_damaged_file(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "vehicle.json"
+    path.write_bytes(content)
+    with pytest.raises(StateFileDamaged) as caught:
+        save(path, A)
+    error = caught.value
+    assert error.path == str(path)
+    assert error.problem in str(error)
+    assert "is left as it is" in str(error)
+    assert "delete it" in str(error)
+    assert path.read_bytes() == content
+    assert _temp_files(tmp_path) == []
+
+
+def test_save_replaces_a_file_it_cannot_read_only_through_the_write(tmp_path: Path) -> None:
+    # Not damaged, only in the way of reading (here: a directory where the state
+    # directory should be): the write says what is wrong, as it did.
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StateFileError, match="cannot remember the vehicle in"):
+        save(blocker / "vehicle.json", A)
+
+
+def _stale(path: Path, age: float) -> None:
+    then = time.time() - age
+    os.utime(path, (then, then))
+
+
+def test_a_save_removes_the_stale_temporary_files_of_killed_saves(tmp_path: Path) -> None:
+    path = tmp_path / "vehicle.json"
+    stale = [tmp_path / f".vehicle-{i:04}abcd.tmp" for i in range(50)]
+    for leftover in stale:
+        leftover.write_text('{"format": 1, "vin"')
+        _stale(leftover, 11 * 60)
+    recent = tmp_path / ".vehicle-recent.tmp"  # a save under way in another process
+    recent.write_text("")
+    _stale(recent, 60)
+    others = [tmp_path / "notes.tmp", tmp_path / ".vehicle-backup.json"]
+    for other in others:
+        other.write_text("the user's")
+        _stale(other, 24 * 3600)
+    not_a_file = tmp_path / ".vehicle-dir.tmp"
+    not_a_file.mkdir()
+    os.utime(not_a_file, (0, 0))
+    target = tmp_path / "target"
+    target.write_text("kept")
+    link = tmp_path / ".vehicle-link.tmp"
+    link.symlink_to(target)
+    os.utime(link, (0, 0), follow_symlinks=False)
+
+    save(path, A)
+    assert load(path) == A
+    assert _temp_files(tmp_path) == sorted([recent, not_a_file, link])
+    assert all(other.read_text() == "the user's" for other in others)
+    assert target.read_text() == "kept"

@@ -23,9 +23,11 @@ from o2x import (
     NoPreviousVehicle,
     O2XVehicle,
     ScanTimeout,
+    StateFileDamaged,
     StateFileError,
     Timeouts,
     VehicleStatus,
+    _state,
 )
 from o2x.sim import SimulatedVehicle, VirtualRadio
 
@@ -205,9 +207,65 @@ async def test_previous_uses_environment_state_dir(
     monkeypatch.setenv("O2X_STATE_DIR", str(tmp_path / "env"))
     async with O2XVehicle.first_time(VIN, radio=radio):
         pass
-    assert (tmp_path / "env" / "vehicle.json").exists()
+    # On a virtual radio: in the simulated runs' own directory within it.
+    assert (tmp_path / "env" / "simulated" / "vehicle.json").exists()
+    assert not (tmp_path / "env" / "vehicle.json").exists()
     async with O2XVehicle.previous(radio=radio) as car:
         assert car.vin == VIN
+
+
+async def test_a_virtual_radio_never_replaces_the_real_remembered_car(
+    radio: VirtualRadio, car_sim: SimulatedVehicle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("O2X_STATE_DIR", str(tmp_path))
+    real = tmp_path / "vehicle.json"
+    _state.save(real, _state.RememberedVehicle(OTHER_VIN, "C1:11:11:11:11:11"))
+    before = real.read_bytes()
+    async with O2XVehicle.first_time(VIN, radio=radio) as car:
+        await car.get()
+    assert real.read_bytes() == before  # the real car is still the one remembered
+    assert _state.load(tmp_path / "simulated" / "vehicle.json") == _state.RememberedVehicle(
+        VIN, car_sim.address
+    )
+    async with O2XVehicle.previous(radio=radio) as car:  # the simulated one, on the radio
+        assert car.vin == VIN
+    # The command line reads the same two places.
+    from click.testing import CliRunner
+
+    from o2x.cli import cli
+
+    assert CliRunner().invoke(cli, ["vin"]).stdout.strip() == OTHER_VIN
+    assert CliRunner().invoke(cli, ["vin", "--simulate"]).stdout.strip() == VIN
+
+
+async def test_state_dir_given_with_a_virtual_radio_is_used_as_it_is(
+    radio: VirtualRadio, car_sim: SimulatedVehicle, tmp_path: Path
+) -> None:
+    async with O2XVehicle.first_time(VIN, radio=radio, state_dir=tmp_path):
+        pass
+    assert _state.load(tmp_path / "vehicle.json") == _state.RememberedVehicle(VIN, car_sim.address)
+    assert not (tmp_path / "simulated").exists()
+
+
+async def test_first_time_refuses_a_damaged_state_file_on_entry_and_keeps_it(
+    radio: VirtualRadio, car_sim: SimulatedVehicle, tmp_path: Path
+) -> None:
+    state = tmp_path / "vehicle.json"
+    state.write_bytes(b"garbage")
+    with anyio.fail_after(WAIT), pytest.raises(StateFileDamaged) as caught:
+        async with O2XVehicle.first_time(VIN, radio=radio, state_dir=tmp_path):
+            pytest.fail("entered over a damaged state file")
+    error = caught.value
+    assert error.path == str(state)
+    assert error.problem.startswith("Expecting value")  # what is wrong, in words
+    message = str(error)
+    assert str(state) in message
+    assert "damaged" in message
+    assert "delete it" in message
+    assert "--" not in message  # spoken to a Python caller, not to a command line
+    assert state.read_bytes() == b"garbage"
+    assert car_sim.frames_sent == 0  # refused before any connection
+    assert o2x.current_vin() is None
 
 
 async def test_previous_without_a_remembered_vehicle(tmp_path: Path) -> None:

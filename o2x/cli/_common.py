@@ -32,10 +32,12 @@ from ..errors import (
     NoPreviousVehicle,
     O2XError,
     ScanTimeout,
+    StateFileDamaged,
     StateFileError,
 )
 from ..model import Event, EventKind, LiveData, VehicleInfo, VehicleStatus, normalize_vin
 from ..sdk import to_sdk
+from ..transport import SIMULATE_IN_PYTHON
 from ..vehicle import Radio
 
 if TYPE_CHECKING:
@@ -140,9 +142,17 @@ def translate(exc: BaseException) -> BaseException:
     if isinstance(exc, InvalidVIN):
         return Failure(f"{exc}; give the 17-character VIN of the car", ExitCode.USAGE)
     if isinstance(exc, BluetoothUnavailable):
-        return Failure(str(exc), ExitCode.BLUETOOTH)
+        # The library's hint speaks to a Python caller; the command's, to its user.
+        message = str(exc).replace(SIMULATE_IN_PYTHON, "use a simulated vehicle (--simulate)")
+        return Failure(message, ExitCode.BLUETOOTH)
     if isinstance(exc, ScanTimeout | ConnectionFailed):
         return Failure(str(exc), ExitCode.NOT_FOUND)
+    if isinstance(exc, StateFileDamaged):
+        return Failure(
+            f"the remembered-vehicle file {exc.path} is damaged ({exc.problem}) and is "
+            f"left as it is; delete it (or move it away) and run the command again",
+            ExitCode.NO_VEHICLE,
+        )
     if isinstance(exc, StateFileError):
         return Failure(
             f"{exc}; set {_state.STATE_DIR_ENV} to a writable directory if needed",
@@ -324,13 +334,11 @@ def simulation(
     return Simulation(check_vin(sim_vin or vin or DEFAULT_VIN), speed, dongle=dongle)
 
 
-def state_dir(simulated: bool) -> Path | None:
-    """Where the remembered vehicle lives (``None``: the library's default). Simulated
-    runs keep their own, so that trying ``--simulate`` never replaces the real car
-    the user connected to."""
-    if not simulated:
-        return None
-    return _state.state_file().parent / "simulated"
+def state_dir(simulated: bool) -> Path:
+    """Where the remembered vehicle lives. Simulated runs keep their own (the
+    library's, for a vehicle on a virtual radio), so that trying ``--simulate``
+    never replaces the real car the user connected to."""
+    return _state.state_file(virtual=simulated).parent
 
 
 def remembered(simulated: bool) -> _state.RememberedVehicle:
@@ -340,12 +348,15 @@ def remembered(simulated: bool) -> _state.RememberedVehicle:
     how = "`o2x watch --simulate VIN`" if simulated else "`o2x watch VIN`"
     try:
         vehicle = _state.load(path)
+    except StateFileDamaged as exc:
+        message = f"the remembered-vehicle file {path} is damaged ({exc.problem})"
+        raise Failure(
+            f"{message}; delete it and connect once with {how}", ExitCode.NO_VEHICLE
+        ) from None
     except StateFileError as exc:
         cause = exc.__cause__
-        if isinstance(cause, OSError):
-            message = f"cannot read the remembered vehicle from {path} ({cause.strerror})"
-        else:
-            message = f"the remembered-vehicle file {path} is damaged ({cause})"
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else cause
+        message = f"cannot read the remembered vehicle from {path} ({reason})"
         raise Failure(
             f"{message}; delete it and connect once with {how}", ExitCode.NO_VEHICLE
         ) from None

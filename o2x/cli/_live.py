@@ -13,10 +13,6 @@ from typing import Any, Final, TypeVar
 
 import anyio
 import attrs
-from bleak import BleakScanner
-from bleak.backends.device import BLEDevice
-from bleak.backends.scanner import AdvertisementData
-from bleak.exc import BleakError
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
@@ -26,12 +22,9 @@ from rich.text import Text
 
 from .. import __version__
 from ..capture import CaptureWriter, RecordingVehicle
-from ..dongle.profile import advertised_vin
-from ..errors import BluetoothUnavailable
+from ..discovery import DiscoveredDongle, discover
 from ..machine import Timeouts
 from ..model import Event, EventKind, VehicleInfo
-from ..obd.layouts import looks_like_adapter
-from ..transport import bluetooth_hint
 from ..vehicle import O2XVehicle, Radio, Stream
 from ._common import (
     ExitCode,
@@ -61,19 +54,6 @@ V = TypeVar("V", bound=O2XVehicle)
 # --- scan ----------------------------------------------------------------------------
 
 
-@attrs.frozen
-class Dongle:
-    """A dongle heard while scanning: an O2X dongle, or what looks like an OBD adapter."""
-
-    #: The VIN an O2X dongle advertises; ``None`` for an adapter (known once connected).
-    vin: str | None
-    address: str
-    rssi: int
-    name: str
-    #: ``"o2x"`` or ``"adapter"``.
-    kind: str = "o2x"
-
-
 async def scan(
     out: Console,
     err: Console,
@@ -83,54 +63,27 @@ async def scan(
     json_mode: bool,
     stopped: Interruption | None = None,
 ) -> None:
-    """List the dongles heard within ``seconds``, strongest first.
+    """List the dongles heard within ``seconds`` (:func:`o2x.discover`), strongest first.
 
     Stopped early (Ctrl-C), it lists those heard until then, and ``stopped`` says so.
     """
-    found: dict[str, Dongle] = {}
+    found: dict[str, DiscoveredDongle] = {}
     started = time.monotonic()
+
+    def heard(dongle: DiscoveredDongle) -> None:
+        found[dongle.address] = dongle
+        describe(f"Scanning for dongles: {len(found)} found")
+
     try:
         async with open_radio(sim) as radio:
-            kwargs = radio.scanner_kwargs() if radio is not None else {}
-
-            def detected(device: BLEDevice, advertisement: AdvertisementData) -> None:
-                vin = advertised_vin(advertisement.manufacturer_data)
-                name = advertisement.local_name or device.name or ""
-                if vin is not None:
-                    found[device.address] = Dongle(vin, device.address, advertisement.rssi, name)
-                elif looks_like_adapter(advertisement.service_uuids, name):
-                    found[device.address] = Dongle(
-                        None, device.address, advertisement.rssi, name, "adapter"
-                    )
-
-            # bleak is asyncio-only and so is this command: no portal is needed.
             with spinner(err, "Scanning for dongles", seconds) as describe:
-                try:
-                    scanner = BleakScanner(detection_callback=detected, **kwargs)
-                    await scanner.start()
-                except (OSError, BleakError) as exc:
-                    if radio is not None:
-                        raise
-                    raise BluetoothUnavailable(
-                        f"Bluetooth is not available ({type(exc).__name__}: {exc}): "
-                        f"{bluetooth_hint()}"
-                    ) from exc
-                try:
-                    deadline = anyio.current_time() + seconds
-                    while (left := deadline - anyio.current_time()) > 0:
-                        describe(f"Scanning for dongles: {len(found)} found")
-                        await anyio.sleep(min(0.2, left))
-                finally:
-                    # Also when stopped by Ctrl-C: a scan left running is the radio's.
-                    with anyio.CancelScope(shield=True):
-                        await scanner.stop()
+                await discover(seconds, radio=radio, on_found=heard)
     except anyio.get_cancelled_exc_class():
         # Ctrl-C: what was heard until then is still worth having.
         elapsed = time.monotonic() - started
-        heard = _heard(len(found))
         if stopped is not None:
             stopped.message = f"Stopped after {elapsed:.1f} s of {seconds:g} s: " + (
-                f"{heard} heard until then (listed)." if found else "no dongle heard."
+                f"{_heard(len(found))} heard until then (listed)." if found else "no dongle heard."
             )
         if found:
             _list_dongles(out, found, f"Dongles heard in {elapsed:.1f} s (stopped)", json_mode)
@@ -148,11 +101,17 @@ def _heard(count: int) -> str:
     return f"{count} dongle" + ("" if count == 1 else "s")
 
 
-def _list_dongles(out: Console, found: dict[str, Dongle], title: str, json_mode: bool) -> None:
+#: What ``scan --json`` writes of each dongle (bleak's device object is not JSON).
+_JSON_FIELDS = ("vin", "address", "rssi", "name", "kind")
+
+
+def _list_dongles(
+    out: Console, found: dict[str, DiscoveredDongle], title: str, json_mode: bool
+) -> None:
     dongles = sorted(found.values(), key=lambda d: (-d.rssi, d.vin or "", d.address))
     if json_mode:
         for dongle in dongles:
-            write_line(json.dumps(attrs.asdict(dongle)))
+            write_line(json.dumps({key: getattr(dongle, key) for key in _JSON_FIELDS}))
     elif out.is_terminal:
         table = Table(title=title, title_justify="left")
         table.add_column("VIN", style="bold")

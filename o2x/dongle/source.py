@@ -28,6 +28,8 @@ from ..transport import DISCONNECT_TIMEOUT, BleakLink
 from .frames import EventFrame, FrameDecoder, IdentityFrame, InfoFrame, decode_frame
 
 if TYPE_CHECKING:
+    from bleak.backends.device import BLEDevice
+
     from ..capture import _Recorder
 
 __all__ = ["DongleSource"]
@@ -82,6 +84,10 @@ class DongleSource:
         self.layout: AdapterLayout | None = None
         # The adapter sessions' restarts and BUFFER FULLs, of the links that ended.
         self._restarts = self._buffer_fulls = 0
+
+    def remember_device(self, device: BLEDevice) -> None:
+        """Connect to ``device`` itself when its address is chosen (see BleakLink)."""
+        self._link.remember_device(device)
 
     # --- Source -------------------------------------------------------------------------
 

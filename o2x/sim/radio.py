@@ -6,6 +6,7 @@ the backend in :mod:`o2x.sim._bleak_backend`, and the simulated vehicles on the 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
@@ -133,6 +134,11 @@ class VirtualRadio:
         if self._portal is None:
             raise RuntimeError("the VirtualRadio is not open (use 'async with VirtualRadio()')")
         return self._portal
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The asyncio loop the radio's BLE stack runs on (``o2x.Radio``'s)."""
+        return self.portal.loop
 
     @property
     def air(self) -> Air:
