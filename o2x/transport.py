@@ -223,6 +223,15 @@ class BleakLink:
         if heard is None:
             return
         vin, name = heard
+        if device.address not in self._devices:  # each peer once a link: -v
+            _log.info(
+                "heard %s (%s, RSSI %s dBm)",
+                device.address,
+                "an OBD adapter" if vin is None else f"an O2X dongle advertising {vin or 'no VIN'}",
+                advertisement.rssi,
+            )
+        else:
+            _log.debug("advertisement from %s, RSSI %s dBm", device.address, advertisement.rssi)
         self._devices[device.address] = device
         if name:
             self._names[device.address] = name
@@ -257,6 +266,12 @@ class BleakLink:
             if self._system and isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
                 raise self._unavailable("connect", exc) from exc
             raise self._failed(f"could not connect to {address}", exc) from exc
+        _log.debug(
+            "connected to %s: MTU %d, %d services",
+            address,
+            client.mtu_size,
+            len(client.services.services),
+        )
         return generation
 
     async def read_identity(self) -> bytes:
@@ -297,12 +312,20 @@ class BleakLink:
                 self._failed(f"reading the model number of {address}", exc)
                 _log.debug("reading the model number of %s failed: %s", address, exc)
         layout = choose_layout(services, local_name=self._names.get(address), model=model)
+        _log.debug(
+            "%s: services %s, model %r: %s",
+            address,
+            ", ".join(sorted(services)),
+            model,
+            "no adapter layout" if layout is None else f"the {layout.name} layout",
+        )
         if layout is None:
             raise ConnectionFailed(
                 f"{address} offers none of the serial services of the OBD adapters o2x "
                 f"knows (it has {', '.join(sorted(services)) or 'no services'})"
             )
         if layout.passkey:
+            _log.info("pairing with %s", address)
             await self._pair(client, address)
         write = client.services.get_characteristic(layout.write)
         assert write is not None  # choose_layout saw it

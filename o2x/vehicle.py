@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
+import logging
 import math
 import os
 import threading
@@ -63,6 +64,8 @@ from .machine import (
 from .model import Event, EventKind, VehicleInfo, normalize_vin
 from .obd.layouts import DEFAULT_PASSKEY
 from .source import Received, Source
+
+_log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import can
@@ -831,6 +834,7 @@ class O2XVehicle:
                 queue = self._deliver_ahead(queue)
             try:
                 if isinstance(action, StartScan):
+                    _log.info("scanning for %s", self._vin or "the vehicle")
                     try:
                         await source.start_scan()
                     except O2XError as exc:
@@ -841,9 +845,14 @@ class O2XVehicle:
                 elif isinstance(action, Connect | ReadIdentity | Subscribe):
                     result = await self._set_up(action)
                     if result is None:  # cut short by a deadline, or the link was lost
+                        _log.info(
+                            "setting up the link was cut short (a time limit, or the link went)"
+                        )
                         queue.extend(machine.tick(anyio.current_time()))
                         continue
+                    _log_step(action, result, self._address)
                 elif isinstance(action, Disconnect):
+                    _log.debug("disconnecting from %s", self._address)
                     self._address = None
                     await source.disconnect()
                 elif isinstance(action, Ready):
@@ -856,6 +865,7 @@ class O2XVehicle:
                     self._fail(action.error)
                     return
             except O2XError as exc:  # a step of the link's set-up failed
+                _log.info("setting up the link failed: %s", exc)
                 result = ConnectFailed(exc)
             if result is not None:
                 now = anyio.current_time()
@@ -882,6 +892,7 @@ class O2XVehicle:
             self._setup_scope = scope
             try:
                 if isinstance(action, Connect):
+                    _log.info("connecting to %s", action.address)
                     self._early.clear()
                     await source.connect(action.address)
                     self._address = action.address
@@ -937,6 +948,7 @@ class O2XVehicle:
 
     def link_lost(self) -> None:
         """The link went down by itself."""
+        _log.info("the link to %s went down", self._address or "the dongle")
         self._send(LinkLost())
         if self._setup_scope is not None:  # a set-up step waits on a link that is gone
             self._setup_scope.cancel()
@@ -1003,3 +1015,22 @@ class O2XVehicle:
     def __repr__(self) -> str:
         state = self._machine.state.value if self._machine else "new"
         return f"<O2XVehicle vin={self._vin} {state}>"
+
+
+def _log_step(
+    action: Connect | ReadIdentity | Subscribe, result: Input, address: str | None
+) -> None:
+    """Say at INFO what a step of a link's set-up gave (``o2x -v``)."""
+    if isinstance(action, Connect):
+        _log.debug("connected to %s", action.address)
+    elif isinstance(result, IdentityRead):
+        if result.vin:
+            _log.info("%s serves VIN %s", address, result.vin)
+        else:
+            _log.info(
+                "%s reads no VIN off its car's bus%s",
+                address,
+                "" if result.bus_heard else ", and shows no frame of it",
+            )
+    else:
+        _log.info("subscribed to %s: readings flow", address)

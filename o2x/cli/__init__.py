@@ -29,6 +29,7 @@ from ._common import (
     simulation,
     state_dir,
 )
+from ._logging import configure_logging
 
 __all__ = ["ExitCode", "cli", "main"]
 
@@ -226,13 +227,25 @@ class _Commands(click.Group):
     epilog=EXIT_CODES_HELP,
 )
 @click.version_option(__version__, prog_name="o2x")
-def cli() -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Say on stderr what happens: -v what the connection does (dongles heard, "
+    "attempts, identities, losses), -vv each step and each command to an adapter, "
+    "with bleak's own logging, -vvv the virtual radio's too.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Say only errors on stderr.")
+def cli(verbose: int, quiet: bool) -> None:
     """Live telemetry from a Citroën AMI or Opel Rocks-e, over Bluetooth LE.
 
     Start with `o2x demo`: the real client following a simulated car. The
     commands that talk to a car take --simulate to use a simulated one instead
     of the system's Bluetooth.
     """
+    if verbose and quiet:
+        raise click.UsageError("-v and -q say opposite things: give one of them")
+    configure_logging(-1 if quiet else verbose)
 
 
 @cli.command()

@@ -316,7 +316,12 @@ def _until(reception: str, count: int | None, duration: float | None) -> str:
     if count is not None:
         what = "reading" if reception == "information" else "status"
         plural = "" if count == 1 else "es" if what == "status" else "s"
-        changes = f" (the status, then {count - 1} changes of it)" if what == "status" else ""
+        more = count - 1
+        changes = (
+            f" (the status, then {more} change{'' if more == 1 else 's'} of it)"
+            if what == "status"
+            else ""
+        )
         limits.append(f"{count} {what}{plural}{changes if count > 1 else ''}")
     if duration is not None:
         limits.append(f"{duration:g} s")

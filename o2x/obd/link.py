@@ -164,8 +164,13 @@ class AdapterLink:
                 continue
             moved = True
             if isinstance(action, Send):
+                _log.debug("to the adapter: %r", action.data)
                 self._outbox.append(action.data)
             elif isinstance(action, Monitoring):
+                if math.isinf(self._monitor_since):
+                    _log.info("the OBD adapter is set up (%s): reading the bus", self._describe())
+                else:
+                    _log.debug("the OBD adapter's monitor started again")
                 self._monitor_since = min(self._monitor_since, now)
             elif isinstance(action, SessionFailed):
                 if isinstance(action.error, AdapterSpeaksOther) and self._switch(action.error):
@@ -182,6 +187,13 @@ class AdapterLink:
         self.session = Elm327Session()
         self._carry_out(self.session.start(anyio.current_time()))
         return True
+
+    def _describe(self) -> str:
+        session = self.session
+        if isinstance(session, Elm327Session):
+            filtered = "its filter set" if session.filter_active else "no filter"
+            return f"ELM327, {session.banner or 'no banner'}, {filtered}"
+        return "SLCAN"
 
     def _moved(self) -> None:
         self._progress.set()
