@@ -445,6 +445,11 @@ class VehicleMachine:
             retry,
         )
 
+    def retry_at(self, address: str) -> float:
+        """When ``address`` may be connected to again after a failed link (its back-off;
+        ``-math.inf``: at once)."""
+        return self._retry_after.get(address, -math.inf)
+
     def start(self, now: float) -> list[Action]:
         """Shorthand for ``handle(Start(), now)``."""
         return self.handle(Start(), now)

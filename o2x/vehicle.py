@@ -869,7 +869,12 @@ class O2XVehicle:
                 result = ConnectFailed(exc)
             if result is not None:
                 now = anyio.current_time()
+                address = machine.address
                 queue.extend(machine.handle(result, now))
+                if isinstance(result, ConnectFailed) and address is not None:
+                    retry = machine.retry_at(address) - now
+                    if retry > 0:
+                        _log.info("next attempt at %s in %.1f s at the earliest", address, retry)
                 if isinstance(result, Subscribed):
                     early, self._early = self._early, deque(maxlen=_MAX_EARLY)
                     for item in early:

@@ -131,3 +131,36 @@ def test_a_terminal_gets_rich_s_handler_and_one_handler_however_often_configured
     assert isinstance(handler, RichHandler)
     logging.getLogger("o2x.vehicle").info("scanning for %s", VIN)
     assert f"scanning for {VIN}" in sys.stderr.getvalue()
+
+
+def test_v_says_why_an_attempt_failed_and_when_the_next_comes(tmp_path: Path) -> None:
+    # A WiCAN whose passkey is not the one given: each pairing fails, and the back-off
+    # doubles between the attempts.
+    result = _o2x(
+        "-v",
+        "watch",
+        "--simulate",
+        VIN,
+        "--dongle",
+        "wican",
+        "--passkey",
+        "111111",
+        "--timeout",
+        "3",
+        state_dir=tmp_path,
+    )
+    assert result.returncode == 4, result.stderr  # not found in time
+    messages = [message for _, _, message in _records(result.stderr)]
+    failures = [m for m in messages if m.startswith("setting up the link failed: could not pair")]
+    waits = [
+        float(m.split(" in ")[1].split()[0]) for m in messages if m.startswith("next attempt at")
+    ]
+    assert len(failures) >= 2
+    assert waits[:2] == [0.5, 1.0]
+
+
+def test_the_virtual_radio_refuses_a_passkey_it_cannot_pair_with() -> None:
+    from o2x.sim import SimulatedVehicle
+
+    with pytest.raises(ValueError, match="cannot pair with the passkey 000000"):
+        SimulatedVehicle(VIN, dongle="wican", passkey="000000")

@@ -38,6 +38,16 @@ _LAYOUT_OF: Final = {"elm327": "fff0", "wican": "wican"}
 PUMP_PERIOD: Final = 0.005
 
 
+#: A passkey the virtual radio cannot pair with: Bumble's pairing takes 0 for "no
+#: passkey" (and fails an assertion in a task of its own), where a real adapter may
+#: use it.
+NO_PASSKEY = "000000"
+_NO_PASSKEY_WHY = (
+    "the virtual radio cannot pair with the passkey 000000 (Bumble's pairing takes 0 "
+    "for no passkey): simulate another"
+)
+
+
 def _layout(name: str) -> AdapterLayout:
     return next(layout for layout in LAYOUTS if layout.name == name)
 
@@ -85,6 +95,8 @@ class AdapterDongle:
         self.passkey = passkey if self.layout.passkey else None
         if self.passkey is not None and not (len(self.passkey) == 6 and self.passkey.isdigit()):
             raise ValueError(f"a BLE passkey is six digits, not {self.passkey!r}")
+        if self.passkey == NO_PASSKEY:
+            raise ValueError(_NO_PASSKEY_WHY)
         self.notification_size = notification_size
         self.notifications_sent = 0
         self.bytes_written = 0

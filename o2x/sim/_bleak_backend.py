@@ -31,6 +31,7 @@ from bleak.uuids import normalize_uuid_str
 from bumble import att, core, hci
 from bumble.device import Peer
 
+from ._adapter import _NO_PASSKEY_WHY, NO_PASSKEY
 from ._stack import Air, advertisement_structures, parse_ad, uninterruptible
 
 __all__ = ["VirtualBleakClient", "VirtualBleakScanner"]
@@ -356,6 +357,8 @@ class VirtualBleakClient(BaseBleakClient):
             raise BleakError("Not connected")
         if connection.is_encrypted and connection.authenticated:
             return
+        if kwargs.get("passkey") == NO_PASSKEY:
+            raise BleakError(f"pairing with {self.address} failed: {_NO_PASSKEY_WHY}")
         self._air.passkeys[connection.handle] = kwargs.get("passkey")
         try:
             await uninterruptible(connection.pair())
