@@ -23,6 +23,7 @@ import pytest
 from bumble import att, gatt
 from hypothesis import given
 from hypothesis import strategies as st
+from memory_filters import NOT_THE_LIBRARY
 
 import o2x
 from o2x import O2XVehicle, ScanTimeout, Timeouts, _state
@@ -466,18 +467,6 @@ class Ticker:
             self.max_lateness = max(self.max_lateness, anyio.current_time() - deadline)
 
 
-# The simulated radio and the hostile peer live in the process: their allocations
-# (Bumble's queues, the simulated car's log) are not the library's; nor are the
-# measurement's own (tracemalloc, and the patterns its filters compile).
-_NOT_THE_LIBRARY = [
-    tracemalloc.Filter(False, "*/o2x/sim/*"),
-    tracemalloc.Filter(False, "*/bumble/*"),
-    tracemalloc.Filter(False, tracemalloc.__file__),
-    tracemalloc.Filter(False, "*/fnmatch.py"),
-    tracemalloc.Filter(False, "*/re/*"),
-]
-
-
 @attrs.define
 class FloodReport:
     #: Bytes held after a flood, all it sent processed, more than before it: by the
@@ -540,7 +529,7 @@ async def _measure_flood(
 
 def _snapshot() -> tracemalloc.Snapshot:
     gc.collect()  # garbage in reference cycles is not memory held
-    return tracemalloc.take_snapshot().filter_traces(_NOT_THE_LIBRARY)
+    return tracemalloc.take_snapshot().filter_traces(NOT_THE_LIBRARY)
 
 
 def _corrupt_frames() -> Iterator[bytes]:

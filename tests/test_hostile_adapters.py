@@ -31,6 +31,7 @@ from typing import Any
 import anyio
 import attrs
 import pytest
+from memory_filters import NOT_THE_LIBRARY
 
 import o2x.machine
 import o2x.transport
@@ -157,21 +158,16 @@ def test_the_same_garbage_without_prompt_like_bytes_is_survived() -> None:
 # --- memory -------------------------------------------------------------------------------
 
 
-# The simulated radio and the hostile adapter live in the process: their allocations
-# (Bumble's queues, the emulator's output) are not the library's; nor are the
-# measurement's own (tracemalloc, and the patterns its filters compile).
 def _line_of(function: Callable[..., object], text: str) -> int:
     """The number of the first line of ``function`` that holds ``text``."""
     lines, first = inspect.getsourcelines(function)
     return first + next(i for i, line in enumerate(lines) if text in line)
 
 
+# The simulated radio and the hostile adapter live in the process: their allocations
+# (Bumble's queues, the emulator's output) are not the library's (memory_filters).
 _NOT_THE_LIBRARY = [
-    tracemalloc.Filter(False, "*/o2x/sim/*"),
-    tracemalloc.Filter(False, "*/bumble/*"),
-    tracemalloc.Filter(False, tracemalloc.__file__),
-    tracemalloc.Filter(False, "*/fnmatch.py"),
-    tracemalloc.Filter(False, "*/re/*"),
+    *NOT_THE_LIBRARY,
     # The emulator's random bytes, made in random.py's own frames (on the radio's
     # thread, under way at either moment); the library draws no random number.
     tracemalloc.Filter(False, random.__file__),
