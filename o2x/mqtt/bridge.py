@@ -38,6 +38,8 @@ _log = logging.getLogger(__name__)
 
 #: Events kept for a connection between two publications; older ones are dropped.
 _MAX_EVENTS: Final = 64
+#: The shortest time between two heartbeats (``online`` again), whatever the interval.
+_MIN_HEARTBEAT: Final = 1.0
 #: How long leaving may take to say ``offline`` and disconnect.
 _GOODBYE: Final = 2.0
 
@@ -84,6 +86,8 @@ class _Connection:
         self.charge: ChargingSession | None = None
         self.evcc: dict[str, str | None] = {}
         self.state_at = -math.inf
+        # When the last state or heartbeat went out.
+        self.quiet_since = -math.inf
 
 
 class MqttBridge:
@@ -251,8 +255,11 @@ class MqttBridge:
         while True:
             self._changed = anyio.Event()
             await self._publish_news(client, connection)
-            wait = connection.state_at + self.interval - anyio.current_time()
-            with anyio.move_on_after(max(0.0, wait)):
+            if self._latest is not connection.info:  # a reading waits for its turn
+                until = connection.state_at + self.interval
+            else:
+                until = connection.quiet_since + max(self.interval, _MIN_HEARTBEAT)
+            with anyio.move_on_after(max(0.0, until - anyio.current_time())):
                 await self._changed.wait()
 
     async def _publish_news(self, client: aiomqtt.Client, connection: _Connection) -> None:
@@ -287,12 +294,12 @@ class MqttBridge:
                     await client.publish(topic, value, qos=1, retain=True)
                     connection.evcc[topic] = value
             connection.info, connection.connected = info, self._link_up
-            connection.state_at = now
-        elif due:
-            # Nothing new for a while: the availability again, so that a broker that
-            # went away is noticed within the interval even while the car is silent.
+            connection.state_at = connection.quiet_since = now
+        elif now >= connection.quiet_since + max(self.interval, _MIN_HEARTBEAT):
+            # Nothing new for a while: the availability again, so that a connection
+            # that died silently is noticed even while the car is silent.
             await client.publish(topics.availability, ONLINE, qos=0, retain=True)
-            connection.state_at = now
+            connection.quiet_since = now
 
     async def serve(
         self,
