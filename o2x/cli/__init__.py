@@ -415,6 +415,125 @@ def watch(
     )
 
 
+@cli.command()
+@_vehicle_arguments
+@click.option(
+    "--broker",
+    required=True,
+    metavar="URL",
+    help="The MQTT broker: mqtt://HOST[:PORT] (1883 by default) or mqtts://HOST[:PORT] "
+    "(TLS, 8883 by default).",
+)
+@click.option(
+    "--ca-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="With mqtts://: the CA certificates (PEM) to check the broker's certificate "
+    "with [default: the system's].",
+)
+@click.option("--username", metavar="NAME", help="The user name to connect to the broker as.")
+@click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="A file whose first line is the password (else $O2X_MQTT_PASSWORD; never on "
+    "the command line).",
+)
+@click.option(
+    "--topic-prefix",
+    default="o2x",
+    show_default=True,
+    metavar="PREFIX",
+    help="Topics are PREFIX/VIN/state, .../status, ...",
+)
+@click.option(
+    "--discovery-prefix",
+    default="homeassistant",
+    show_default=True,
+    metavar="PREFIX",
+    help="Home Assistant's discovery prefix.",
+)
+@click.option("--no-discovery", is_flag=True, help="Publish no Home Assistant discovery messages.")
+@click.option(
+    "--interval",
+    type=_Number(min=0),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="At most this long between two state messages while readings come; a status "
+    "change is published at once.",
+)
+@_timeout_option
+@_can_options
+@_adapter_option
+@_simulate_options
+def mqtt(
+    *,
+    vin: str | None,
+    previous: bool,
+    broker: str,
+    ca_file: Path | None,
+    username: str | None,
+    password_file: Path | None,
+    topic_prefix: str,
+    discovery_prefix: str,
+    no_discovery: bool,
+    interval: float,
+    timeout: float | None,
+    can_interface: str | None,
+    bitrate: int,
+    adapter: str | None,
+    passkey: str,
+    simulate: bool,
+    sim_vin: str | None,
+    sim_speed: float,
+    dongle: str,
+) -> None:
+    """Publish a vehicle to an MQTT broker: its state, status and events, Home Assistant
+    discovery, evcc's topics, and each trip and charging session as it ends.
+
+    Connects to the car as `watch` does, then to the broker. The bridge keeps going
+    when the broker goes away: it connects again with back-off and publishes the
+    latest state and every retained value again. Ctrl-C publishes offline and exits
+    with 130. Topics and payloads: docs/mqtt.md. Needs the mqtt extra
+    (pip install 'o2x[mqtt]'); runs on asyncio.
+    """
+    from ._mqtt import bridge, parse_broker
+
+    _, err = consoles()
+    target = _target(
+        vin=vin,
+        previous=previous,
+        timeout=timeout,
+        simulate=simulate,
+        sim_vin=sim_vin,
+        sim_speed=sim_speed,
+        backend="asyncio",
+        can_interface=can_interface,
+        bitrate=bitrate,
+        dongle=dongle,
+        adapter=adapter,
+        passkey=passkey,
+    )
+    where = parse_broker(broker, ca_file=ca_file, username=username, password_file=password_file)
+    stopped = Interruption("Stopped.")
+    run(
+        partial(
+            bridge,
+            err,
+            target,
+            where,
+            interval=interval,
+            topic_prefix=topic_prefix,
+            discovery=not no_discovery,
+            discovery_prefix=discovery_prefix,
+            stopped=stopped,
+        ),
+        on_interrupt=stopped,
+        err=err,
+    )
+
+
 @cli.command("vin")
 @click.option("--simulate", is_flag=True, help="The vehicle remembered by simulated runs.")
 def vin_command(simulate: bool) -> None:

@@ -61,6 +61,8 @@ class ExitCode(enum.IntEnum):
     NO_VEHICLE = 5
     CAPTURE = 6
     MISSING = 7
+    BROKER_AUTH = 8
+    BROKER_TLS = 9
     INTERRUPTED = 130
     #: Whatever read the output stopped reading (``o2x watch ... | head``): 128 +
     #: SIGPIPE, what a shell reports for a program that signal ended (the Unix
@@ -78,7 +80,10 @@ Exit codes:
   4    vehicle not found within the scan timeout, or no connection could be made
   5    no remembered vehicle yet, or the file remembering it is damaged
   6    capture file missing, unreadable or damaged, or an output file not writable
-  7    an optional part is not installed (o2x[sim] for --simulate, o2x[plot] for --plot)
+  7    an optional part is not installed (o2x[sim] for --simulate, o2x[plot] for --plot,
+       o2x[mqtt] for mqtt)
+  8    mqtt: the broker refused the credentials (or the client is not authorised)
+  9    mqtt: the TLS connection to the broker failed (certificate, CA file, not TLS)
   130  interrupted with Ctrl-C (143 for SIGTERM): the vehicle was disconnected cleanly
   141  whatever read the output stopped reading (o2x watch ... | head): the
        command stopped there, and the vehicle was disconnected cleanly

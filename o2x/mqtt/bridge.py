@@ -1,0 +1,382 @@
+"""The bridge: an entered :class:`~o2x.O2XVehicle` published to an aiomqtt client.
+
+Two halves that never wait for each other. Inside ``async with MqttBridge(car)``, tasks
+read the car's streams into the latest state (a reading, the status, the last trip and
+charge); :meth:`MqttBridge.publish_to` publishes that state to one connected client
+until the connection fails; :meth:`MqttBridge.serve` reconnects a client with back-off
+and publishes again. A broker that is away therefore costs the car nothing, and a
+broker that comes back gets the latest state, not a backlog. asyncio only (aiomqtt).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import Final, Self
+
+import aiomqtt
+import anyio
+from anyio.abc import TaskGroup
+
+from .. import __version__
+from ..errors import O2XError
+from ..model import Event, EventKind, VehicleInfo, VehicleStatus
+from ..trips import ChargingSession, Trip, TripTracker
+from ..vehicle import O2XVehicle
+from . import messages
+from .messages import OFFLINE, ONLINE, Topics
+
+__all__ = ["BrokerRefused", "BrokerTLSError", "MqttBridge"]
+
+_log = logging.getLogger(__name__)
+
+#: Events kept for a connection between two publications; older ones are dropped.
+_MAX_EVENTS: Final = 64
+#: The shortest time between two heartbeats (``online`` again), whatever the interval.
+_MIN_HEARTBEAT: Final = 1.0
+#: How long leaving may take to say ``offline`` and disconnect.
+_GOODBYE: Final = 2.0
+
+
+class BrokerRefused(O2XError):
+    """The broker refused the connection: wrong credentials, or not authorised."""
+
+
+class BrokerTLSError(O2XError):
+    """The TLS connection to the broker could not be set up (certificate, CA, protocol)."""
+
+
+# CONNACK codes that retrying cannot cure: MQTT 3.1.1's 4 and 5, MQTT 5's 0x86, 0x87.
+_REFUSED_CODES: Final = {4, 5, 134, 135}
+
+
+def classify(error: aiomqtt.MqttError) -> O2XError | None:
+    """The error to stop on for ``error``, or ``None`` if trying again may help."""
+    if isinstance(error, aiomqtt.MqttCodeError):
+        code = getattr(error.rc, "value", error.rc)
+        if code in _REFUSED_CODES:
+            return BrokerRefused(
+                f"the broker refused the connection ({error}): check --username and the "
+                "password (--password-file or $O2X_MQTT_PASSWORD), and the broker's ACL"
+            )
+    cause = error.__cause__ or error.__context__
+    text = str(error)
+    if isinstance(cause, ssl.SSLError) or "SSL" in text or "certificate" in text.lower():
+        return BrokerTLSError(
+            f"the TLS connection to the broker failed ({text}): check the broker's "
+            "certificate, --ca-file, and that the port speaks TLS"
+        )
+    return None
+
+
+class _Connection:
+    """What one connection has published, to know what is new."""
+
+    def __init__(self) -> None:
+        self.status: VehicleStatus | None = None
+        self.info: VehicleInfo | None = None
+        self.connected = True
+        self.trip: Trip | None = None
+        self.charge: ChargingSession | None = None
+        self.evcc: dict[str, str | None] = {}
+        self.state_at = -math.inf
+        # When the last state or heartbeat went out.
+        self.quiet_since = -math.inf
+
+
+class MqttBridge:
+    """Publish an entered vehicle to MQTT brokers (asyncio only: aiomqtt is).
+
+    Enter it inside the vehicle's block, then publish to a client you own::
+
+        async with O2XVehicle.first_time(VIN) as car, MqttBridge(car) as bridge:
+            client = aiomqtt.Client("localhost", will=bridge.will)
+            await bridge.serve(client)   # reconnects with back-off, until cancelled
+
+    ``interval`` is the longest time between two ``state`` messages while readings
+    come (a status change is published at once). ``tracker`` decides trips and
+    charging sessions (:class:`~o2x.trips.TripTracker`'s defaults otherwise).
+    """
+
+    def __init__(
+        self,
+        car: O2XVehicle,
+        *,
+        topic_prefix: str = "o2x",
+        discovery: bool = True,
+        discovery_prefix: str = "homeassistant",
+        interval: float = 5.0,
+        tracker: TripTracker | None = None,
+        model: str = "AMI / Rocks-e",
+        manufacturer: str = "Citroën / Opel",
+    ) -> None:
+        if not isinstance(car, O2XVehicle):
+            raise TypeError(f"MqttBridge publishes an O2XVehicle, not {type(car).__name__}")
+        if car.vin is None:
+            raise RuntimeError("enter the vehicle first: its VIN names the topics")
+        if not (isinstance(interval, int | float) and math.isfinite(interval) and interval >= 0):
+            raise ValueError(f"interval is a number of seconds >= 0, not {interval!r}")
+        self.car = car
+        self.topics = Topics(car.vin, topic_prefix)
+        self.interval = float(interval)
+        self._discovery = (
+            messages.discovery_messages(
+                self.topics,
+                discovery_prefix=discovery_prefix,
+                model=model,
+                manufacturer=manufacturer,
+                sw_version=f"o2x {__version__}",
+            )
+            if discovery
+            else []
+        )
+        self.tracker = tracker if tracker is not None else TripTracker()
+        self._task_group: TaskGroup | None = None
+        self._changed = anyio.Event()
+        self._latest: VehicleInfo | None = car.latest
+        self._status: VehicleStatus | None = None
+        self._link_up = True
+        self._trip: Trip | None = None
+        self._charge: ChargingSession | None = None
+        self._events: deque[EventKind] = deque(maxlen=_MAX_EVENTS)
+        self._online = False
+        #: Called with each trip or charging session as it ends (for logging).
+        self.on_record: Callable[[Trip | ChargingSession], object] | None = None
+
+    @property
+    def will(self) -> aiomqtt.Will:
+        """The will to give the client (``aiomqtt.Client(..., will=bridge.will)``):
+        ``offline`` on the availability topic, retained, when the connection dies."""
+        return aiomqtt.Will(self.topics.availability, OFFLINE, qos=1, retain=True)
+
+    # --- the vehicle's side ------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        samples = self.car.samples()
+        statuses = self.car.status_changes()
+        events = self.car.events()
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self._task_group.start_soon(self._follow_samples, samples)
+        self._task_group.start_soon(self._follow_statuses, statuses)
+        self._task_group.start_soon(self._follow_events, events)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._task_group is not None
+        self._task_group.cancel_scope.cancel()
+        return await self._task_group.__aexit__(exc_type, exc, tb)
+
+    def _wake(self) -> None:
+        self._changed.set()
+
+    def _records(self, done: list[Trip | ChargingSession]) -> None:
+        for record in done:
+            if isinstance(record, Trip):
+                self._trip = record
+            else:
+                self._charge = record
+            if self.on_record is not None:
+                self.on_record(record)
+
+    async def _follow_samples(self, samples: AsyncIterator[VehicleInfo]) -> None:
+        async for info in samples:
+            self._latest = info
+            self._link_up = True
+            self._records(self.tracker.reading(info))
+            self._wake()
+
+    async def _follow_statuses(self, statuses: AsyncIterator[VehicleInfo]) -> None:
+        async for info in statuses:
+            self._status = info.status
+            self._latest = info
+            self._link_up = True
+            self._wake()
+
+    async def _follow_events(self, events: AsyncIterator[Event]) -> None:
+        async for event in events:
+            if event.kind is EventKind.DISCONNECTED:
+                self._link_up = False
+            if self._online:  # not retained: only for those listening now
+                self._events.append(event.kind)
+            self._records(self.tracker.event(event))
+            self._wake()
+
+    # --- the broker's side -------------------------------------------------------------
+
+    async def publish_to(self, client: aiomqtt.Client) -> None:
+        """Publish to ``client``, connected, until its connection fails (raising
+        :class:`aiomqtt.MqttError`) or this is cancelled (then ``offline`` is
+        published first). Starts with everything retained, the latest state after.
+
+        The bridge reads the client's messages to hear at once of a lost connection:
+        give it a client of its own (it subscribes to nothing).
+        """
+        if self._task_group is None:
+            raise RuntimeError("use the bridge inside 'async with MqttBridge(car)' first")
+        connection = _Connection()
+        self._events.clear()
+        self._online = True
+        lost: list[aiomqtt.MqttError] = []
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_watch, client, tasks.cancel_scope, lost)
+                try:
+                    await self._publish(client, connection)
+                except aiomqtt.MqttError as exc:
+                    lost.append(exc)
+                    tasks.cancel_scope.cancel()
+        finally:
+            self._online = False
+            if not lost:
+                with (
+                    anyio.CancelScope(shield=True),
+                    anyio.move_on_after(_GOODBYE),
+                    contextlib.suppress(aiomqtt.MqttError),  # the will says it then
+                ):
+                    await client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)
+        raise lost[0]
+
+    async def _publish(self, client: aiomqtt.Client, connection: _Connection) -> None:
+        for topic, config in self._discovery:
+            await client.publish(topic, _json(config), qos=1, retain=True)
+        await client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
+        while True:
+            self._changed = anyio.Event()
+            await self._publish_news(client, connection)
+            if self._latest is not connection.info:  # a reading waits for its turn
+                until = connection.state_at + self.interval
+            else:
+                until = connection.quiet_since + max(self.interval, _MIN_HEARTBEAT)
+            with anyio.move_on_after(max(0.0, until - anyio.current_time())):
+                await self._changed.wait()
+
+    async def _publish_news(self, client: aiomqtt.Client, connection: _Connection) -> None:
+        topics = self.topics
+        now = anyio.current_time()
+        status_changed = self._status is not None and self._status is not connection.status
+        if status_changed:
+            assert self._status is not None
+            await client.publish(topics.status, self._status.value, qos=1, retain=True)
+            connection.status = self._status
+        while self._events:
+            kind = self._events.popleft()
+            await client.publish(topics.event, _json({"event": kind.value}), qos=0, retain=False)
+        if self._trip is not connection.trip and self._trip is not None:
+            await client.publish(topics.trip, messages.trip_payload(self._trip), qos=1, retain=True)
+            connection.trip = self._trip
+        if self._charge is not connection.charge and self._charge is not None:
+            payload = messages.charge_payload(self._charge)
+            await client.publish(topics.charge, payload, qos=1, retain=True)
+            connection.charge = self._charge
+        info = self._latest
+        due = now >= connection.state_at + self.interval
+        news = info is not None and (
+            info is not connection.info or self._link_up is not connection.connected
+        )
+        if news and (due or status_changed or self._link_up is not connection.connected):
+            assert info is not None
+            payload = messages.state_payload(info, connected=self._link_up)
+            await client.publish(topics.state, payload, qos=0, retain=True)
+            for topic, value in messages.evcc_values(topics, info).items():
+                if value is not None and connection.evcc.get(topic) != value:
+                    await client.publish(topic, value, qos=1, retain=True)
+                    connection.evcc[topic] = value
+            connection.info, connection.connected = info, self._link_up
+            connection.state_at = connection.quiet_since = now
+        elif now >= connection.quiet_since + max(self.interval, _MIN_HEARTBEAT):
+            # Nothing new for a while: the availability again, so that a connection
+            # that died silently is noticed even while the car is silent.
+            await client.publish(topics.availability, ONLINE, qos=0, retain=True)
+            connection.quiet_since = now
+
+    async def serve(
+        self,
+        client: aiomqtt.Client,
+        *,
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        on_connect: Callable[[], object] | None = None,
+        on_lost: Callable[[aiomqtt.MqttError, float], object] | None = None,
+        probe: tuple[str, int] | None = None,
+    ) -> None:
+        """Connect ``client``, publish, and connect again whenever the connection fails,
+        after ``backoff`` seconds doubling to ``max_backoff`` (reset once connected),
+        until cancelled. ``on_lost(error, delay)`` hears each failure.
+
+        Raises :class:`BrokerRefused` or :class:`BrokerTLSError` when trying again
+        cannot help. Give the client ``will=self.will``. With ``probe=(host, port)``
+        (the client's), each attempt first opens a plain TCP connection there: when
+        the broker refuses connections, aiomqtt's own attempt leaves a callback on the
+        socket it closed, which asyncio then reports as an error of the loop.
+        """
+        delay = backoff
+        while True:
+            try:
+                if probe is not None:
+                    await _probe(*probe)
+                await client.__aenter__()
+            except aiomqtt.MqttError as exc:
+                fatal = classify(exc)
+                if fatal is not None:
+                    raise fatal from exc
+                _log.info("cannot reach the broker (%s); trying again in %g s", exc, delay)
+                if on_lost is not None:
+                    on_lost(exc, delay)
+                await anyio.sleep(delay)
+                delay = min(max_backoff, delay * 2)
+                continue
+            delay = backoff
+            if on_connect is not None:
+                on_connect()
+            try:
+                await self.publish_to(client)
+            except aiomqtt.MqttError as exc:
+                _log.info("lost the broker (%s); connecting again in %g s", exc, delay)
+                if on_lost is not None:
+                    on_lost(exc, delay)
+            finally:
+                with (
+                    anyio.CancelScope(shield=True),
+                    anyio.move_on_after(_GOODBYE),
+                    contextlib.suppress(aiomqtt.MqttError),
+                ):
+                    await client.__aexit__(None, None, None)
+            await anyio.sleep(delay)
+            delay = min(max_backoff, delay * 2)
+
+
+async def _watch(
+    client: aiomqtt.Client, scope: anyio.CancelScope, lost: list[aiomqtt.MqttError]
+) -> None:
+    # The client's messages end with an MqttError the moment its connection does: the
+    # way to hear of a lost broker at once, rather than at the next publication.
+    try:
+        async for _ in client.messages:
+            pass  # the bridge subscribes to nothing: a message is someone else's
+    except aiomqtt.MqttError as exc:
+        lost.append(exc)
+        scope.cancel()
+
+
+async def _probe(host: str, port: int) -> None:
+    try:
+        stream = await anyio.connect_tcp(host, port)
+    except OSError as exc:
+        raise aiomqtt.MqttError(str(exc)) from exc
+    await stream.aclose()
+
+
+def _json(value: object) -> str:
+    return json.dumps(value)
