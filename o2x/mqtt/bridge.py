@@ -11,11 +11,9 @@ broker that comes back gets the latest state, not a backlog. asyncio only (aiomq
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import ssl
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Final, Self
@@ -26,20 +24,17 @@ from anyio.abc import TaskGroup
 
 from .. import __version__
 from ..errors import O2XError
-from ..model import Event, EventKind, VehicleInfo, VehicleStatus
+from ..model import Event, EventKind, VehicleInfo
 from ..trips import ChargingSession, Trip, TripTracker
 from ..vehicle import O2XVehicle
 from . import messages
-from .messages import OFFLINE, ONLINE, Topics
+from .messages import OFFLINE, Topics
+from .publication import Latest, Message, Publication
 
 __all__ = ["BrokerRefused", "BrokerTLSError", "MqttBridge"]
 
 _log = logging.getLogger(__name__)
 
-#: Events kept for a connection between two publications; older ones are dropped.
-_MAX_EVENTS: Final = 64
-#: The shortest time between two heartbeats (``online`` again), whatever the interval.
-_MIN_HEARTBEAT: Final = 1.0
 #: How long leaving may take to say ``offline`` and disconnect.
 _GOODBYE: Final = 2.0
 
@@ -73,21 +68,6 @@ def classify(error: aiomqtt.MqttError) -> O2XError | None:
             "certificate, --ca-file, and that the port speaks TLS"
         )
     return None
-
-
-class _Connection:
-    """What one connection has published, to know what is new."""
-
-    def __init__(self) -> None:
-        self.status: VehicleStatus | None = None
-        self.info: VehicleInfo | None = None
-        self.connected = True
-        self.trip: Trip | None = None
-        self.charge: ChargingSession | None = None
-        self.evcc: dict[str, str | None] = {}
-        self.state_at = -math.inf
-        # When the last state or heartbeat went out.
-        self.quiet_since = -math.inf
 
 
 class MqttBridge:
@@ -139,13 +119,9 @@ class MqttBridge:
         self.tracker = tracker if tracker is not None else TripTracker()
         self._task_group: TaskGroup | None = None
         self._changed = anyio.Event()
-        self._latest: VehicleInfo | None = car.latest
-        self._status: VehicleStatus | None = None
-        self._link_up = True
-        self._trip: Trip | None = None
-        self._charge: ChargingSession | None = None
-        self._events: deque[EventKind] = deque(maxlen=_MAX_EVENTS)
-        self._online = False
+        self._latest = Latest(info=car.latest)
+        #: The publication of the connection being served, if one is.
+        self._publication: Publication | None = None
         #: Called with each trip or charging session as it ends (for logging).
         self.on_record: Callable[[Trip | ChargingSession], object] | None = None
 
@@ -184,32 +160,32 @@ class MqttBridge:
     def _records(self, done: list[Trip | ChargingSession]) -> None:
         for record in done:
             if isinstance(record, Trip):
-                self._trip = record
+                self._latest.trip = record
             else:
-                self._charge = record
+                self._latest.charge = record
             if self.on_record is not None:
                 self.on_record(record)
 
     async def _follow_samples(self, samples: AsyncIterator[VehicleInfo]) -> None:
         async for info in samples:
-            self._latest = info
-            self._link_up = True
+            self._latest.info = info
+            self._latest.connected = True
             self._records(self.tracker.reading(info))
             self._wake()
 
     async def _follow_statuses(self, statuses: AsyncIterator[VehicleInfo]) -> None:
         async for info in statuses:
-            self._status = info.status
-            self._latest = info
-            self._link_up = True
+            self._latest.status = info.status
+            self._latest.info = info
+            self._latest.connected = True
             self._wake()
 
     async def _follow_events(self, events: AsyncIterator[Event]) -> None:
         async for event in events:
             if event.kind is EventKind.DISCONNECTED:
-                self._link_up = False
-            if self._online:  # not retained: only for those listening now
-                self._events.append(event.kind)
+                self._latest.connected = False
+            if self._publication is not None:  # not retained: for those listening now
+                self._publication.event(event.kind)
             self._records(self.tracker.event(event))
             self._wake()
 
@@ -225,81 +201,39 @@ class MqttBridge:
         """
         if self._task_group is None:
             raise RuntimeError("use the bridge inside 'async with MqttBridge(car)' first")
-        connection = _Connection()
-        self._events.clear()
-        self._online = True
+        publication = Publication(self.topics, interval=self.interval, discovery=self._discovery)
+        self._publication = publication
         lost: list[aiomqtt.MqttError] = []
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(_watch, client, tasks.cancel_scope, lost)
                 try:
-                    await self._publish(client, connection)
+                    await self._publish(client, publication)
                 except aiomqtt.MqttError as exc:
                     lost.append(exc)
                     tasks.cancel_scope.cancel()
         finally:
-            self._online = False
+            self._publication = None
             if not lost:
                 with (
                     anyio.CancelScope(shield=True),
                     anyio.move_on_after(_GOODBYE),
                     contextlib.suppress(aiomqtt.MqttError),  # the will says it then
                 ):
-                    await client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)
+                    await _send(client, publication.goodbye())
         raise lost[0]
 
-    async def _publish(self, client: aiomqtt.Client, connection: _Connection) -> None:
-        for topic, config in self._discovery:
-            await client.publish(topic, _json(config), qos=1, retain=True)
-        await client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
+    async def _publish(self, client: aiomqtt.Client, publication: Publication) -> None:
+        # The I/O half of the cadence: o2x.mqtt.publication decides, this sends and waits.
+        for message in publication.start():
+            await _send(client, message)
         while True:
             self._changed = anyio.Event()
-            await self._publish_news(client, connection)
-            if self._latest is not connection.info:  # a reading waits for its turn
-                until = connection.state_at + self.interval
-            else:
-                until = connection.quiet_since + max(self.interval, _MIN_HEARTBEAT)
+            for message in publication.news(anyio.current_time(), self._latest):
+                await _send(client, message)
+            until = publication.wake_at(self._latest)
             with anyio.move_on_after(max(0.0, until - anyio.current_time())):
                 await self._changed.wait()
-
-    async def _publish_news(self, client: aiomqtt.Client, connection: _Connection) -> None:
-        topics = self.topics
-        now = anyio.current_time()
-        status_changed = self._status is not None and self._status is not connection.status
-        if status_changed:
-            assert self._status is not None
-            await client.publish(topics.status, self._status.value, qos=1, retain=True)
-            connection.status = self._status
-        while self._events:
-            kind = self._events.popleft()
-            await client.publish(topics.event, _json({"event": kind.value}), qos=0, retain=False)
-        if self._trip is not connection.trip and self._trip is not None:
-            await client.publish(topics.trip, messages.trip_payload(self._trip), qos=1, retain=True)
-            connection.trip = self._trip
-        if self._charge is not connection.charge and self._charge is not None:
-            payload = messages.charge_payload(self._charge)
-            await client.publish(topics.charge, payload, qos=1, retain=True)
-            connection.charge = self._charge
-        info = self._latest
-        due = now >= connection.state_at + self.interval
-        news = info is not None and (
-            info is not connection.info or self._link_up is not connection.connected
-        )
-        if news and (due or status_changed or self._link_up is not connection.connected):
-            assert info is not None
-            payload = messages.state_payload(info, connected=self._link_up)
-            await client.publish(topics.state, payload, qos=0, retain=True)
-            for topic, value in messages.evcc_values(topics, info).items():
-                if value is not None and connection.evcc.get(topic) != value:
-                    await client.publish(topic, value, qos=1, retain=True)
-                    connection.evcc[topic] = value
-            connection.info, connection.connected = info, self._link_up
-            connection.state_at = connection.quiet_since = now
-        elif now >= connection.quiet_since + max(self.interval, _MIN_HEARTBEAT):
-            # Nothing new for a while: the availability again, so that a connection
-            # that died silently is noticed even while the car is silent.
-            await client.publish(topics.availability, ONLINE, qos=0, retain=True)
-            connection.quiet_since = now
 
     async def serve(
         self,
@@ -378,5 +312,5 @@ async def _probe(host: str, port: int) -> None:
     await stream.aclose()
 
 
-def _json(value: object) -> str:
-    return json.dumps(value)
+async def _send(client: aiomqtt.Client, message: Message) -> None:
+    await client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)

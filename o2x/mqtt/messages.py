@@ -143,16 +143,21 @@ def evcc_status(info: VehicleInfo) -> str:
     otherwise (not plugged in, or not known to be: no source reports the plug).
 
     ``B`` is inferred: over the CAN bus (a reading with ``live``), a charger
-    remaining time while not charging (the sign ``docs/can.md`` takes for a
-    connected charger); from the O2X dongle, a charge delay above 0 (a deferred
-    charge waiting to start).
+    remaining time while not charging and not moving (the sign ``docs/can.md``
+    section 5 takes for a connected charger; the charger may keep its last estimate
+    while driving, so a car driving or with a speed above 0 is ``A``); from the O2X
+    dongle, a charge delay above 0 (a deferred charge waiting to start).
     """
     delay = info.data.charge_delay
+    live = info.live
     if info.status is VehicleStatus.CHARGING:
-        if info.live is None and delay is not None and delay.value > 0:
+        if live is None and delay is not None and delay.value > 0:
             return "B"
         return "C"
-    if info.live is not None and delay is not None:
+    moving = info.status is VehicleStatus.DRIVING or (
+        live is not None and live.speed is not None and live.speed > 0
+    )
+    if live is not None and delay is not None and not moving:
         return "B"
     return "A"
 
