@@ -325,15 +325,18 @@ def _entities(topics: Topics) -> list[_Entity]:
             },
         ),
         # Only a CAN source's chargeDelay is the time until full (docs/can.md); the O2X
-        # dongle's is the time until a deferred charge starts: None for it.
+        # dongle's is the time until a deferred charge starts: None for it. None too for
+        # a car on the move, as for evcc's B: the charger may keep its last estimate.
         _Entity(
             "sensor",
             "charge_time_remaining",
             "Charge time remaining",
             {
                 "state_topic": state,
-                "value_template": "{% if value_json.live is not none and "
-                "value_json.data.chargeDelay is not none %}"
+                "value_template": "{% if value_json.live is defined and "
+                "value_json.live is not none and value_json.data.chargeDelay is not none "
+                "and value_json.status != 'driving' and not "
+                "(value_json.live.speed is not none and value_json.live.speed > 0) %}"
                 "{{ value_json.data.chargeDelay.value }}{% else %}None{% endif %}",
                 "device_class": "duration",
                 "unit_of_measurement": "min",
