@@ -3,7 +3,8 @@
 Two halves that never wait for each other. Inside ``async with MqttBridge(car)``, tasks
 read the car's streams into the latest state (a reading, the status, the last trip and
 charge); :meth:`MqttBridge.publish_to` publishes that state to one connected client
-until the connection fails; :meth:`MqttBridge.serve` reconnects a client with back-off
+until the connection fails, sending what a :class:`~o2x.mqtt.publication.Publication`
+(sans-I/O) says is due; :meth:`MqttBridge.serve` reconnects a client with back-off
 and publishes again. A broker that is away therefore costs the car nothing, and a
 broker that comes back gets the latest state, not a backlog. asyncio only (aiomqtt).
 """
