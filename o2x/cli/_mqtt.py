@@ -166,7 +166,6 @@ async def bridge(
                     client,
                     on_connect=on_connect,
                     on_lost=on_lost,
-                    probe=(broker.host, broker.port),
                 )
             except BrokerRefused as exc:
                 raise Failure(str(exc), ExitCode.BROKER_AUTH) from None

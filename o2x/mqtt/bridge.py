@@ -29,6 +29,7 @@ from ..model import Event, EventKind, VehicleInfo
 from ..trips import ChargingSession, Trip, TripTracker
 from ..vehicle import O2XVehicle
 from . import messages
+from ._aiomqtt import register_writes_in_order
 from .messages import OFFLINE, Topics
 from .publication import Latest, Message, Publication
 
@@ -202,6 +203,7 @@ class MqttBridge:
         """
         if self._task_group is None:
             raise RuntimeError("use the bridge inside 'async with MqttBridge(car)' first")
+        register_writes_in_order(client)
         publication = Publication(self.topics, interval=self.interval, discovery=self._discovery)
         self._publication = publication
         lost: list[aiomqtt.MqttError] = []
@@ -244,23 +246,18 @@ class MqttBridge:
         max_backoff: float = 60.0,
         on_connect: Callable[[], object] | None = None,
         on_lost: Callable[[aiomqtt.MqttError, float], object] | None = None,
-        probe: tuple[str, int] | None = None,
     ) -> None:
         """Connect ``client``, publish, and connect again whenever the connection fails,
         after ``backoff`` seconds doubling to ``max_backoff`` (reset once connected),
         until cancelled. ``on_lost(error, delay)`` hears each failure.
 
         Raises :class:`BrokerRefused` or :class:`BrokerTLSError` when trying again
-        cannot help. Give the client ``will=self.will``. With ``probe=(host, port)``
-        (the client's), each attempt first opens a plain TCP connection there: when
-        the broker refuses connections, aiomqtt's own attempt leaves a callback on the
-        socket it closed, which asyncio then reports as an error of the loop.
+        cannot help. Give the client ``will=self.will``.
         """
+        register_writes_in_order(client)  # o2x.mqtt._aiomqtt: reconnections need it
         delay = backoff
         while True:
             try:
-                if probe is not None:
-                    await _probe(*probe)
                 await client.__aenter__()
             except aiomqtt.MqttError as exc:
                 fatal = classify(exc)
@@ -303,14 +300,6 @@ async def _watch(
     except aiomqtt.MqttError as exc:
         lost.append(exc)
         scope.cancel()
-
-
-async def _probe(host: str, port: int) -> None:
-    try:
-        stream = await anyio.connect_tcp(host, port)
-    except OSError as exc:
-        raise aiomqtt.MqttError(str(exc)) from exc
-    await stream.aclose()
 
 
 async def _send(client: aiomqtt.Client, message: Message) -> None:
