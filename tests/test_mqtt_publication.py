@@ -206,9 +206,10 @@ def test_events_trips_and_charges_go_out_at_once() -> None:
 
 
 def test_the_interval_is_checked() -> None:
-    for bad in (-1.0, math.inf, math.nan):
+    for bad in (-1.0, math.inf, math.nan, True, "5"):
         with pytest.raises(ValueError, match="interval"):
-            Publication(TOPICS, interval=bad)
+            Publication(TOPICS, interval=bad)  # type: ignore[arg-type]
+    assert Publication(TOPICS, interval=2).interval == 2.0
 
 
 # --- timelines on a virtual clock ------------------------------------------------------

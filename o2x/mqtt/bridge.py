@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import ssl
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
@@ -31,7 +30,7 @@ from ..vehicle import O2XVehicle
 from . import messages
 from ._aiomqtt import register_writes_in_order
 from .messages import OFFLINE, Topics
-from .publication import Latest, Message, Publication
+from .publication import Latest, Message, Publication, check_interval
 
 __all__ = ["BrokerRefused", "BrokerTLSError", "MqttBridge"]
 
@@ -102,11 +101,9 @@ class MqttBridge:
             raise TypeError(f"MqttBridge publishes an O2XVehicle, not {type(car).__name__}")
         if car.vin is None:
             raise RuntimeError("enter the vehicle first: its VIN names the topics")
-        if not (isinstance(interval, int | float) and math.isfinite(interval) and interval >= 0):
-            raise ValueError(f"interval is a number of seconds >= 0, not {interval!r}")
         self.car = car
         self.topics = Topics(car.vin, topic_prefix)
-        self.interval = float(interval)
+        self.interval = check_interval(interval)
         self._discovery = (
             messages.discovery_messages(
                 self.topics,

@@ -79,6 +79,18 @@ class Latest:
     charge: ChargingSession | None = None
 
 
+def check_interval(interval: object) -> float:
+    """``interval`` as seconds, or ``ValueError`` if it is not a finite number >= 0."""
+    if not (
+        isinstance(interval, int | float)
+        and not isinstance(interval, bool)
+        and math.isfinite(interval)
+        and interval >= 0
+    ):
+        raise ValueError(f"interval is a number of seconds >= 0, not {interval!r}")
+    return float(interval)
+
+
 def _json(value: object) -> str:
     return json.dumps(value)
 
@@ -99,10 +111,8 @@ class Publication:
         discovery: list[tuple[str, dict[str, Any]]] | None = None,
         min_heartbeat: float = MIN_HEARTBEAT,
     ) -> None:
-        if not (math.isfinite(interval) and interval >= 0):
-            raise ValueError(f"interval is a number of seconds >= 0, not {interval!r}")
         self.topics = topics
-        self.interval = float(interval)
+        self.interval = check_interval(interval)
         self.heartbeat = max(self.interval, min_heartbeat)
         self._discovery = list(discovery or ())
         self._events: deque[EventKind] = deque(maxlen=MAX_EVENTS)
