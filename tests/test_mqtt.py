@@ -7,8 +7,10 @@ without persistence; the bridge runs on asyncio (aiomqtt is asyncio-only).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import selectors
 import shutil
 import signal
 import socket
@@ -544,3 +546,36 @@ async def test_the_aiomqtt_workaround_applies_to_this_aiomqtt() -> None:
     client = aiomqtt.Client("127.0.0.1", _free_port())
     assert register_writes_in_order(client)
     assert client._client.on_socket_register_write.__module__ == "o2x.mqtt._aiomqtt"
+
+
+async def test_a_writer_is_added_only_while_paho_wants_it(broker: Broker) -> None:
+    async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+        assert register_writes_in_order(client)
+        paho = client._client
+        sock = paho.socket()
+        loop = asyncio.get_running_loop()
+        selector = loop._selector  # type: ignore[attr-defined]
+
+        def watched_for_writing() -> bool:
+            try:
+                key = selector.get_key(sock.fileno())
+            except KeyError:
+                return False
+            return bool(key.events & selectors.EVENT_WRITE)
+
+        # What paho does when it writes everything at once (a CONNACK that sends the
+        # unacknowledged messages again): register, then unregister, in one go.
+        paho.on_socket_register_write(paho, None, sock)
+        paho.on_socket_unregister_write(paho, None, sock)
+        await asyncio.sleep(0)  # the deferred addition runs
+        await asyncio.sleep(0)
+        assert not watched_for_writing()  # aiomqtt's own callback leaves it watched
+        # And a payload too big for the socket's buffer still goes out: the writer is
+        # added when paho wants it.
+        async with subscriber(broker.port, "big") as reader:
+            payload = os.urandom(4 * 1024 * 1024)
+            await client.publish("big", payload, qos=1)
+            with anyio.fail_after(30):
+                async for message in reader.messages:
+                    assert message.payload == payload
+                    break
